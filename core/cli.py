@@ -1,0 +1,117 @@
+"""The ``switchboard`` command. Each subcommand exists because it works end to end."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from core.settings import SERVICES, Settings
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import configure
+
+    app = configure(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel or settings.log_level)
+    worker.execute_from_commandline()  # returns only through SystemExit
+    return 0
+
+
+def _web(settings: Settings, args: argparse.Namespace) -> int:
+    from web.runner import run
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(settings, SERVICES if args.service == "all" else (args.service,))
+    return 0
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import StartError, up
+
+    try:
+        up(settings, args.services)
+    except (StartError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("all services up; `switchboard status` shows them, `switchboard down` stops them")
+    return 0
+
+
+def _down(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import down
+
+    try:
+        stopped = down(settings, args.services)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.launcher import web_service_states
+    from infra.stack import status
+
+    states = status(settings)
+    width = max(len(name) for name in (*SERVICES, *(s.name for s in states)))
+    print("infrastructure")
+    for state in states:
+        print(f"  {state.name:<{width}}  {state.address:<21}  {state.describe()}")
+    print(f"switchboard (behind {settings.gateway_url})")
+    for name, address, healthy in web_service_states(settings):
+        print(f"  {name:<{width}}  {address:<21}  {'up' if healthy else 'down'}")
+    return 0 if all(state.healthy for state in states) else 3
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.launcher import run_platform
+
+    return run_platform(settings, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="AI chatbots on every channel, with live human takeover."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run a pipeline worker (Faust); run several to scale")
+    worker.add_argument("--loglevel", default=None, help="log level (default: settings.log_level)")
+    worker.set_defaults(handler=_worker)
+
+    web_cmd = commands.add_parser("web", help="serve a web service, or all of them in one process")
+    web_cmd.add_argument("service", choices=[*SERVICES, "all"])
+    web_cmd.set_defaults(handler=_web)
+
+    for name, handler, text in (
+        ("up", _up, "install (once) and start the local services; idempotent"),
+        ("down", _down, "stop the local services started by `up`"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("services", nargs="*", metavar="SERVICE",
+                             help="kafka, ferretdb, redis, s3, nginx, traefik (default: all)")  # fmt: skip
+        command.set_defaults(handler=handler)
+
+    status = commands.add_parser("status", help="show which services are up")
+    status.set_defaults(handler=_status)
+
+    run = commands.add_parser("run", help="up, then every Switchboard process in the foreground")
+    run.add_argument("--workers", type=int, default=1, help="pipeline workers to start (default 1)")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    code: int = args.handler(settings, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Switchboard's one settings class.
+
+Every value comes from an environment variable prefixed ``SWITCHBOARD_`` (or a ``.env`` file),
+and the defaults run the local stack that ``make up`` starts. Build it once at start-up and pass
+it into factories; tests construct ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: The web services, in the order their default ports are handed out (from ``web_base_port``).
+SERVICES: tuple[str, ...] = (
+    "users",
+    "applications",
+    "chatbots",
+    "conversations",
+    "files",
+    "bots",
+    "integrations",
+    "socket",
+)
+
+
+class Settings(BaseSettings):
+    """Configuration for every Switchboard process and for the local infrastructure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Backing services.
+    kafka_url: str = "kafka://127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_database: str = "switchboard"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "switchboard"
+    s3_secret_key: SecretStr = SecretStr("switchboard-local-secret")
+    s3_bucket: str = "switchboard"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+
+    # Secrets. The defaults are for local development only.
+    jwt_secret: SecretStr = SecretStr("local-development-jwt-secret-change-me")
+    encryption_key: SecretStr = SecretStr("local-development-encryption-key-change-me")
+
+    # The default LLM; chatbots may override every one of these.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+
+    # Base URLs of external platform APIs, so tests can point them at local fakes.
+    telegram_api_base: str = "https://api.telegram.org"
+    meta_graph_api_base: str = "https://graph.facebook.com/v21.0"
+    slack_api_base: str = "https://slack.com/api"
+
+    # The pipeline.
+    topic_partitions: int = Field(default=8, ge=1)
+    worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
+
+    # Web services: every service listens on its own port, whether run alone or with ``web all``.
+    web_host: str = "127.0.0.1"
+    web_base_port: int = Field(default=8100, ge=1, le=65535 - len(SERVICES))
+    readiness_timeout: float = Field(default=2.0, gt=0)
+
+    # The gateway and the static file server.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_ping_port: int = 8081
+    nginx_port: int = 8090
+
+    # Local infrastructure (``switchboard up``): where it is installed and which versions.
+    state_dir: Path = PROJECT_ROOT / ".local"
+    kafka_version: str = "4.1.1"
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    ferretdb_version: str = "v1.24.2"
+    ferretdb_debug_port: int = 8088
+    versitygw_version: str = "v1.8.0"
+
+    log_level: str = "info"
+
+    def service_port(self, service: str) -> int:
+        """The port a web service listens on."""
+        return self.web_base_port + SERVICES.index(service)
+
+    def service_url(self, service: str) -> str:
+        return f"http://{self.web_host}:{self.service_port(service)}"
+
+    @property
+    def gateway_url(self) -> str:
+        host = "localhost" if self.gateway_host in ("127.0.0.1", "0.0.0.0") else self.gateway_host  # noqa: S104
+        return f"http://{host}:{self.gateway_port}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """``host:port`` list for Kafka clients, from the ``kafka://`` URL Faust understands."""
+        return ",".join(
+            urlsplit(part if "://" in part else f"kafka://{part}").netloc
+            for part in self.kafka_url.split(";")
+        )
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
+
+    @property
+    def mongo_port(self) -> int:
+        return urlsplit(self.mongo_url).port or 27017
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def s3_port(self) -> int:
+        return int(self.s3_endpoint.rsplit(":", 1)[1]) if ":" in self.s3_endpoint else 80

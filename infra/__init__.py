@@ -1,0 +1,1 @@
+"""Local infrastructure: install, start, health-check and stop the real servers Switchboard uses."""

@@ -1,0 +1,51 @@
+"""The one Faust app.
+
+Faust needs the app at import time (agents and topics are declared with it), so it is created
+here without configuration; ``configure`` applies the settings once, before the worker starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from yarl import URL
+
+from core.settings import Settings
+
+APP_ID = "switchboard"
+
+app = faust.App(
+    APP_ID,
+    autodiscover=["agents", "tables"],
+    origin="streams",
+    topic_allow_declare=True,
+    topic_disable_leader=False,
+)
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Faust settings derived from Switchboard's settings."""
+    from streams.topics import PARTITIONS
+
+    return {
+        "broker": [URL(url) for url in settings.kafka_url.split(";")],
+        "store": "memory://",
+        "datadir": str(settings.worker_datadir),
+        # Tables are co-partitioned with the topics their agents consume.
+        "topic_partitions": PARTITIONS,
+        "topic_replication_factor": 1,
+        # The worker has no HTTP surface of its own; many workers run side by side on one host.
+        "web_enabled": False,
+        "producer_acks": -1,
+        "broker_commit_every": 100,
+        "broker_commit_interval": 1.0,
+        "stream_wait_empty": False,
+    }
+
+
+def configure(settings: Settings) -> faust.App:
+    """Apply ``settings`` to the app; call once, before the worker starts."""
+    for name, value in faust_options(settings).items():
+        setattr(app.conf, name, value)
+    return app

@@ -1,0 +1,67 @@
+"""Every Kafka topic of the pipeline, declared once.
+
+Every record is keyed by its conversation id, so all of one conversation's records land in one
+partition, in order. The partition count is part of the contract: changing it moves keys between
+partitions. Each consumed topic has a dead-letter twin, ``<topic>.dlq``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from streams.app import app
+
+PARTITIONS = 8
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    purpose: str
+    partitions: int = PARTITIONS
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.name}.dlq"
+
+
+CONTRACT: tuple[TopicSpec, ...] = (
+    TopicSpec("messages.inbound", "normalized messages from every channel, for message-process"),
+    TopicSpec("agent.requests", "turns the AI agent must answer (bot-mode conversations only)"),
+    TopicSpec("function.calls", "tool calls requested by the model"),
+    TopicSpec("function.results", "tool results, back to the AI agent"),
+    TopicSpec("messages.outbound", "bot and operator messages, for the delivery agent"),
+    TopicSpec("platform.outbound", "sends to messaging platforms, for the platform sender"),
+    TopicSpec("conversation.commands", "operator takeover, release, close, assign and reply"),
+    TopicSpec("conversation.events", "status changes, new messages and failures, for operators"),
+)
+
+
+def _declare(name: str, partitions: int) -> faust.TopicT:
+    # internal=True: Faust creates the topic (with this partition count) before subscribing.
+    return app.topic(name, key_type=str, value_serializer="json", partitions=partitions,
+                     internal=True)  # fmt: skip
+
+
+TOPICS: dict[str, faust.TopicT] = {spec.name: _declare(spec.name, spec.partitions) for spec in CONTRACT}
+DEAD_LETTERS: dict[str, faust.TopicT] = {
+    spec.dead_letter: _declare(spec.dead_letter, spec.partitions) for spec in CONTRACT
+}
+
+messages_inbound = TOPICS["messages.inbound"]
+agent_requests = TOPICS["agent.requests"]
+function_calls = TOPICS["function.calls"]
+function_results = TOPICS["function.results"]
+messages_outbound = TOPICS["messages.outbound"]
+platform_outbound = TOPICS["platform.outbound"]
+conversation_commands = TOPICS["conversation.commands"]
+conversation_events = TOPICS["conversation.events"]
+
+
+@app.task
+async def declare_topics() -> None:
+    """Create every contract topic at start-up, including those no agent consumes yet."""
+    for topic in (*TOPICS.values(), *DEAD_LETTERS.values()):
+        await topic.maybe_declare()

@@ -1,0 +1,1 @@
+"""Faust tables: conversation state, dedup and rate counters, changelog-backed in Kafka."""

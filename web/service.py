@@ -1,0 +1,55 @@
+"""The common shape of every Switchboard web service: clients, errors, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from core.cache import new_redis
+from core.database import new_mongo_client
+from core.settings import Settings
+from core.storage import new_minio
+from web.errors import error_middleware
+from web.health import Dependency, install_health
+from web.keys import MINIO, MONGO, REDIS, SERVICE_NAME, SETTINGS
+from web.metrics import install_metrics, metrics_middleware
+
+#: Largest request body any service accepts; file bytes never pass through Python.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def service_app(
+    settings: Settings, name: str, dependencies: Sequence[Dependency]
+) -> web.Application:
+    """An aiohttp app for service ``name`` holding clients for exactly its ``dependencies``."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
+    app[SETTINGS] = settings
+    app[SERVICE_NAME] = name
+    if Dependency.MONGODB in dependencies:
+        app.cleanup_ctx.append(_mongo_ctx)
+    if Dependency.REDIS in dependencies:
+        app.cleanup_ctx.append(_redis_ctx)
+    if Dependency.S3 in dependencies:
+        app[MINIO] = new_minio(settings, timeout=settings.readiness_timeout)
+    install_health(app, dependencies)
+    install_metrics(app)
+    return app
+
+
+async def _mongo_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = new_mongo_client(settings, timeout_ms=int(settings.readiness_timeout * 1000))
+    app[MONGO] = client
+    yield
+    await client.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = new_redis(settings, timeout=settings.readiness_timeout)
+    app[REDIS] = client
+    yield
+    await client.aclose()
