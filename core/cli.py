@@ -24,7 +24,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _web(settings: Settings, args: argparse.Namespace) -> int:
     from web.runner import run
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     run(settings, SERVICES if args.service == "all" else (args.service,))
     return 0
 
@@ -80,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    worker = commands.add_parser("worker", help="run a pipeline worker (Faust); run several to scale")
+    worker = commands.add_parser(
+        "worker", help="run a pipeline worker (Faust); run several to scale"
+    )
     worker.add_argument("--loglevel", default=None, help="log level (default: settings.log_level)")
     worker.set_defaults(handler=_worker)
 
@@ -93,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("down", _down, "stop the local services started by `up`"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("services", nargs="*", metavar="SERVICE",
-                             help="kafka, ferretdb, redis, s3, nginx, traefik (default: all)")  # fmt: skip
+        command.add_argument(
+            "services",
+            nargs="*",
+            metavar="SERVICE",
+            help="kafka, ferretdb, redis, s3, nginx, traefik (default: all)",
+        )
         command.set_defaults(handler=handler)
 
     status = commands.add_parser("status", help="show which services are up")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
 
 from core.settings import Settings
 
@@ -20,8 +20,11 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-async def cluster_reachable(settings: Settings, *, timeout: float) -> None:
-    """Fetch cluster metadata from the broker; raise if it does not answer in time."""
+async def cluster_reachable(settings: Settings, *, timeout: float) -> None:  # noqa: ASYNC109
+    """Fetch cluster metadata; raise if it does not answer in time.
+
+    ``timeout`` is also the client's request timeout, so it cannot be left to the caller.
+    """
     client = AIOKafkaClient(
         bootstrap_servers=settings.kafka_bootstrap,
         request_timeout_ms=int(timeout * 1000),

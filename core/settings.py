@@ -96,7 +96,7 @@ class Settings(BaseSettings):
 
     @property
     def gateway_url(self) -> str:
-        host = "localhost" if self.gateway_host in ("127.0.0.1", "0.0.0.0") else self.gateway_host  # noqa: S104
+        host = "localhost" if self.gateway_host in ("127.0.0.1", "0.0.0.0") else self.gateway_host
         return f"http://{host}:{self.gateway_port}"
 
     @property

@@ -6,9 +6,9 @@ outlives the command that started it and can be stopped, with every child, by on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,23 +30,35 @@ class ManagedProcess:
             return None
         return pid if _alive(pid) else None
 
-    def spawn(self, argv: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> int:
+    def spawn(self, argv: list[str], *, env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` in a new session with output to the log file; returns its pid.
+
+        posix_spawn, not Popen: the server outlives this command, and an abandoned Popen
+        object would warn that its child is still running.
+        """
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        try:
+            pid = os.posix_spawnp(
+                argv[0],
                 argv,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                {**os.environ, **(env or {})},
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, null_fd, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
             )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        return proc.pid
+        finally:
+            os.close(log_fd)
+            os.close(null_fd)
+        self.pid_file.write_text(f"{pid}\n")
+        return pid
 
     def exited(self) -> bool:
         """True when the process we spawned is gone (it crashed or was stopped)."""
@@ -121,7 +133,5 @@ def _pgid_of(pid: int) -> int | None:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass

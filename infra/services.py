@@ -157,10 +157,15 @@ class Kafka(LocalService):
         self.lib_dir.mkdir(parents=True, exist_ok=True)
         _run(
             [
-                "mvn", "-B", "-q", "-f", str(INFRA_DIR / "kafka" / "pom.xml"),
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(INFRA_DIR / "kafka" / "pom.xml"),
                 f"-Dkafka.version={self.settings.kafka_version}",
                 "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.lib_dir}", "-DincludeScope=runtime",
+                f"-DoutputDirectory={self.lib_dir}",
+                "-DincludeScope=runtime",
             ],
             progress,
             f"downloading Kafka {self.settings.kafka_version} jars with Maven",
@@ -169,10 +174,16 @@ class Kafka(LocalService):
 
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         return [
-            "java", f"-Xms{heap}", f"-Xmx{heap}", "-Djava.awt.headless=true",
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={INFRA_DIR / 'kafka' / 'log4j2.properties'}",
-            "-cp", f"{self.lib_dir}/*", main, *args,
-        ]  # fmt: skip
+            "-cp",
+            f"{self.lib_dir}/*",
+            main,
+            *args,
+        ]
 
     def prepare(self, progress: Progress) -> None:
         data = self.layout.data(self.name)
@@ -188,10 +199,16 @@ class Kafka(LocalService):
         if (data / "meta.properties").exists():
             return
         data.mkdir(parents=True, exist_ok=True)
-        cluster_id = subprocess.run(
-            self._java("kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]  # fmt: skip
+        cluster_id = (
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "random-uuid"),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         _run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             progress,
@@ -214,11 +231,15 @@ def _kafka_metadata_ok(settings: Settings) -> bool:
 
     from core.kafka import cluster_reachable
 
-    try:
-        asyncio.run(cluster_reachable(settings, timeout=4))
-    except Exception:
-        return False
-    return True
+    async def probe() -> bool:
+        try:
+            await cluster_reachable(settings, timeout=4)
+        except Exception:
+            return False
+        return True
+
+    # Sync on purpose: infra runs from the CLI and from test set-up, outside any event loop.
+    return asyncio.run(probe())
 
 
 class FerretDB(LocalService):
@@ -247,8 +268,11 @@ class FerretDB(LocalService):
         progress(f"downloading FerretDB {version} with the Go module proxy")
         found = subprocess.run(
             ["go", "mod", "download", "-json", f"github.com/FerretDB/FerretDB@{version}"],
-            capture_output=True, text=True, check=False, cwd=self.layout.root,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.layout.root,
+        )
         if found.returncode != 0:
             raise InstallError(f"go mod download FerretDB failed:\n{found.stdout}{found.stderr}")
         source = Path(json.loads(found.stdout)["Dir"])
@@ -318,9 +342,20 @@ class Redis(LocalService):
         data = self.layout.data(self.name)
         data.mkdir(parents=True, exist_ok=True)
         return [
-            "redis-server", "--port", str(self.settings.redis_port), "--bind", "127.0.0.1",
-            "--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no",
-        ]  # fmt: skip
+            "redis-server",
+            "--port",
+            str(self.settings.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
 
     def healthy(self) -> bool:
         import redis
@@ -368,9 +403,15 @@ class VersityS3(LocalService):
         data = self.layout.data(self.name)
         data.mkdir(parents=True, exist_ok=True)
         return [
-            str(self.binary), "--port", self.settings.s3_endpoint, "--quiet",
-            "--region", self.settings.s3_region, "posix", str(data),
-        ]  # fmt: skip
+            str(self.binary),
+            "--port",
+            self.settings.s3_endpoint,
+            "--quiet",
+            "--region",
+            self.settings.s3_region,
+            "posix",
+            str(data),
+        ]
 
     def env(self) -> dict[str, str]:
         # Keys go through the environment, not argv, so `ps` does not show the secret.
@@ -434,9 +475,14 @@ class Nginx(LocalService):
         prefix = self.layout.conf(self.name)
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         return [
-            binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-            "-e", str(self.layout.root / "logs" / "nginx-error.log"),
-        ]  # fmt: skip
+            binary,
+            "-p",
+            str(prefix),
+            "-c",
+            str(prefix / "nginx.conf"),
+            "-e",
+            str(self.layout.root / "logs" / "nginx-error.log"),
+        ]
 
     def healthy(self) -> bool:
         return _http_ok(f"http://127.0.0.1:{self.settings.nginx_port}/nginx-health")

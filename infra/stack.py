@@ -43,7 +43,9 @@ def select(settings: Settings, names: Iterable[str] = ()) -> list[LocalService]:
     wanted = list(names)
     unknown = [name for name in wanted if name not in SERVICE_CLASSES]
     if unknown:
-        raise ValueError(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICE_CLASSES)}")
+        raise ValueError(
+            f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICE_CLASSES)}"
+        )
     services = all_services(settings)
     return [service for service in services if not wanted or service.name in wanted]
 
@@ -65,7 +67,7 @@ def ensure_up(service: LocalService, step: str = "") -> bool:
     service.prepare(progress)
     if service.process.pid() is None:
         progress(f"starting on {service.address}")
-        service.process.spawn(service.argv(), cwd=service.layout.root, env=service.env())
+        service.process.spawn(service.argv(), env=service.env())
     deadline = time.monotonic() + service.start_timeout
     while not service.healthy():
         if service.process.exited():

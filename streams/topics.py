@@ -41,11 +41,14 @@ CONTRACT: tuple[TopicSpec, ...] = (
 
 def _declare(name: str, partitions: int) -> faust.TopicT:
     # internal=True: Faust creates the topic (with this partition count) before subscribing.
-    return app.topic(name, key_type=str, value_serializer="json", partitions=partitions,
-                     internal=True)  # fmt: skip
+    return app.topic(
+        name, key_type=str, value_serializer="json", partitions=partitions, internal=True
+    )
 
 
-TOPICS: dict[str, faust.TopicT] = {spec.name: _declare(spec.name, spec.partitions) for spec in CONTRACT}
+TOPICS: dict[str, faust.TopicT] = {
+    spec.name: _declare(spec.name, spec.partitions) for spec in CONTRACT
+}
 DEAD_LETTERS: dict[str, faust.TopicT] = {
     spec.dead_letter: _declare(spec.dead_letter, spec.partitions) for spec in CONTRACT
 }
@@ -60,7 +63,7 @@ conversation_commands = TOPICS["conversation.commands"]
 conversation_events = TOPICS["conversation.events"]
 
 
-@app.task
+@app.task  # type: ignore[untyped-decorator]  # faust ships no types for decorators
 async def declare_topics() -> None:
     """Create every contract topic at start-up, including those no agent consumes yet."""
     for topic in (*TOPICS.values(), *DEAD_LETTERS.values()):

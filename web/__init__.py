@@ -1,1 +1,1 @@
-"""The thin edges of Switchboard: one aiohttp app per service, each with ``create_app(settings)``."""
+"""The thin edges of Switchboard: one aiohttp app per service, each built by ``create_app``."""

@@ -1,4 +1,4 @@
-"""The applications service: applications, their API keys, and new conversations posted into the pipeline.
+"""The applications service: applications, API keys, and new conversations for the pipeline.
 
 So far it answers only /healthz, /readyz and /metrics; its API grows with the issues that build it.
 """

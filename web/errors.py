@@ -30,6 +30,20 @@ def _code_for(status: int) -> str:
         return "error"
 
 
+def _message_for(exc: web.HTTPException, request: web.Request) -> str:
+    """The exception's own text, or a sentence naming the request when it has only the default."""
+    default = f"{exc.status}: {exc.reason}"
+    if exc.text and exc.text != default and exc.content_type == "text/plain":
+        return exc.text
+    if exc.status == 404:
+        return f"No such resource: {request.method} {request.path}"
+    if exc.status == 405:
+        return f"Method {request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return "Request body is too large"
+    return exc.reason
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -39,8 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message = exc.text if exc.text and exc.content_type == "text/plain" else exc.reason
-        response = error_response(exc.status, _code_for(exc.status), message or exc.reason)
+        response = error_response(exc.status, _code_for(exc.status), _message_for(exc, request))
         for header in ("Allow", "Retry-After", "WWW-Authenticate"):
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]

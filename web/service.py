@@ -36,7 +36,13 @@ def service_app(
         app[MINIO] = new_minio(settings, timeout=settings.readiness_timeout)
     install_health(app, dependencies)
     install_metrics(app)
+    app.on_response_prepare.append(_name_the_service)
     return app
+
+
+async def _name_the_service(request: web.Request, response: web.StreamResponse) -> None:
+    # Behind one gateway origin, this says which service answered: handy for routing and support.
+    response.headers["X-Switchboard-Service"] = request.app[SERVICE_NAME]
 
 
 async def _mongo_ctx(app: web.Application) -> AsyncIterator[None]:

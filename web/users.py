@@ -1,4 +1,4 @@
-"""The users service: accounts, workspaces, sign-in and tokens (MongoDB; Redis for login throttling).
+"""The users service: accounts, workspaces, sign-in and tokens (Redis for login throttling).
 
 So far it answers only /healthz, /readyz and /metrics; its API grows with the issues that build it.
 """

@@ -1,0 +1,53 @@
+# The operator's interface. `make run` and `make test` install what they need on first use.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint bench up down status logs clean
+
+help:
+	@echo "make run     install, start the local services and every Switchboard process (Ctrl-C stops all)"
+	@echo "make test    install, start the local services the tests need, and run the test suite"
+	@echo "make lint    ruff and mypy"
+	@echo "make bench   benchmarks, each against a baseline measured in the same run"
+	@echo "make up | down | status | logs   drive the local services (Kafka, FerretDB, Redis, S3, Nginx, Traefik)"
+
+$(STAMP): setup.cfg pyproject.toml
+	@echo "==> Python environment: $(VENV) (installing Switchboard and its dependencies)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@$(BIN)/switchboard run
+
+test: install
+	@$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	@$(BIN)/python -m bench
+
+up: install
+	@$(BIN)/switchboard up
+
+down: install
+	@$(BIN)/switchboard down
+
+status: install
+	@$(BIN)/switchboard status
+
+logs:
+	@tail -n 40 -F .local/logs/*.log
+
+clean: down
+	rm -rf .local/data .local/logs .local/run .local/conf

@@ -1,0 +1,58 @@
+"""Integration tests run against the real local services.
+
+The session fixture starts every service that is not already up, with the same infra code as
+`make up`, and stops at the end only what it started. Nothing is skipped for a missing service:
+if one cannot start, the session errors with that service's log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from core.settings import SERVICES, Settings
+from infra.stack import down, up
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_services(settings: Settings) -> Iterator[None]:
+    started = up(settings)
+    yield
+    if started:
+        down(settings, started)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def web_all(settings: Settings, local_services: None) -> Iterator[subprocess.Popen[bytes]]:
+    """Every web service in one `switchboard web all` process, as `make run` starts them."""
+    busy = [s for s in SERVICES if _answers(f"{settings.service_url(s)}/healthz")]
+    assert not busy, f"another process already serves {busy}; stop it (e.g. a running `make run`)"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "web", "all"],
+        env={**os.environ, "SWITCHBOARD_LOG_LEVEL": "warning"},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while not all(_answers(f"{settings.service_url(s)}/healthz") for s in SERVICES):
+        assert process.poll() is None, "switchboard web all exited during start-up"
+        assert time.monotonic() < deadline, "web services did not answer /healthz within 30s"
+        time.sleep(0.2)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0

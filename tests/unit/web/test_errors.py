@@ -1,0 +1,85 @@
+"""Every error a service returns has the JSON shape from ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+import io
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from core.errors import NotFound, ValidationFailed
+from core.settings import Settings
+from web.service import MAX_BODY_BYTES, service_app
+
+
+async def _boom(request: web.Request) -> web.Response:
+    raise RuntimeError("secret internals")
+
+
+async def _missing(request: web.Request) -> web.Response:
+    raise NotFound("Conversation not found")
+
+
+async def _invalid(request: web.Request) -> web.Response:
+    raise ValidationFailed("Invalid body", details=[{"field": "name", "error": "required"}])
+
+
+async def _echo(request: web.Request) -> web.Response:
+    return web.json_response({"size": len(await request.read())})
+
+
+def _app(settings: Settings) -> web.Application:
+    app = service_app(settings, "probe", dependencies=())
+    app.router.add_get("/boom", _boom)
+    app.router.add_get("/missing", _missing)
+    app.router.add_get("/invalid", _invalid)
+    app.router.add_post("/echo", _echo)
+    return app
+
+
+async def test_error_shapes(settings: Settings) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        response = await client.get("/missing")
+        assert response.status == 404
+        assert await response.json() == {
+            "error": {"code": "not_found", "message": "Conversation not found"}
+        }
+
+        response = await client.get("/invalid")
+        assert response.status == 422
+        body = await response.json()
+        assert body["error"]["code"] == "validation_failed"
+        assert body["error"]["details"] == [{"field": "name", "error": "required"}]
+
+        response = await client.get("/nowhere")
+        assert response.status == 404
+        assert (await response.json())["error"]["message"] == "No such resource: GET /nowhere"
+
+        response = await client.delete("/missing")
+        assert response.status == 405
+        assert (await response.json())["error"]["code"] == "method_not_allowed"
+        assert "GET" in response.headers["Allow"]
+
+        response = await client.get("/boom")
+        assert response.status == 500
+        body = await response.json()
+        assert body["error"]["code"] == "internal_error"
+        assert "secret" not in body["error"]["message"]
+
+
+async def test_oversized_body_is_refused(settings: Settings) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        response = await client.post("/echo", data=b"x" * 100)
+        assert (await response.json()) == {"size": 100}
+        response = await client.post("/echo", data=io.BytesIO(b"x" * (MAX_BODY_BYTES + 1)))
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "request_entity_too_large"
+
+
+async def test_health_without_dependencies(settings: Settings) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        assert (await (await client.get("/healthz")).json()) == {"status": "ok", "service": "probe"}
+        response = await client.get("/readyz")
+        assert response.status == 200
+        assert (await response.json())["checks"] == {}
+        assert response.headers["X-Switchboard-Service"] == "probe"
