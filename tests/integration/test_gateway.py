@@ -81,3 +81,12 @@ async def test_ready_and_metrics(
         sample.labels == {"service": service, "method": "GET", "route": "/readyz", "status": "200"}
         for sample in requests.samples
     )
+
+
+async def test_ping_port_serves_only_ping(settings: Settings) -> None:
+    base = f"http://127.0.0.1:{settings.gateway_ping_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/ping") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/_health/users") as response:
+            assert response.status == 404

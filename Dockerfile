@@ -1,0 +1,26 @@
+# Switchboard's processes: `switchboard worker`, `switchboard web SERVICE` (or `web all`).
+# Built by docker-compose.yml; every service there runs this one image with its own command.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/switchboard
+WORKDIR /src
+COPY . .
+RUN /opt/switchboard/bin/pip install .
+
+FROM python:3.11-slim
+ENV PATH=/opt/switchboard/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# An unprivileged user; the installed code stays owned by root, so the processes cannot change it.
+# /var/lib/switchboard is where they may write (the worker's data directory, local state).
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/switchboard --create-home \
+        --shell /usr/sbin/nologin switchboard
+COPY --from=build /opt/switchboard /opt/switchboard
+USER switchboard
+WORKDIR /var/lib/switchboard
+ENV SWITCHBOARD_STATE_DIR=/var/lib/switchboard/state \
+    SWITCHBOARD_WORKER_DATADIR=/var/lib/switchboard/worker
+# The web services' ports: Settings.web_base_port (8100) + the service's index.
+EXPOSE 8100-8107
+CMD ["switchboard", "web", "all"]

@@ -1,0 +1,62 @@
+"""`switchboard run` (what `make run` starts): all healthy behind the gateway, and Ctrl-C leaves
+no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from core.settings import SERVICES, Settings
+from infra.stack import status
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _ignore_nothing() -> None:
+    # As in a terminal: Ctrl-C's SIGINT is delivered, not inherited as ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_run_then_ctrl_c(settings: Settings) -> None:
+    up_before = {state.name for state in status(settings) if state.healthy}
+    with subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_ignore_nothing,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as run:
+        assert run.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 600  # a first run installs everything
+        for line in run.stdout:
+            lines.append(line)
+            if "Switchboard is up" in line:
+                break
+            assert time.monotonic() < deadline, "".join(lines[-40:])
+        assert any(settings.gateway_url in line for line in lines), "".join(lines[-40:])
+
+        for service in SERVICES:
+            url = f"{settings.gateway_url}/_health/{service}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert response.status == 200
+
+        os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the terminal signals the whole group
+        rest, _ = run.communicate(timeout=120)
+        assert run.returncode == 0, "".join(lines[-20:]) + rest
+
+    for service in SERVICES:
+        assert _port_free(settings.service_port(service)), f"{service} still listening"
+    still_up = {state.name for state in status(settings) if state.healthy or state.pid}
+    assert still_up <= up_before, f"left running after Ctrl-C: {still_up - up_before}"
