@@ -15,10 +15,11 @@ help:
 	@echo "make up | down | status | logs   drive the local services (Kafka, FerretDB, Redis, S3, Nginx, Traefik)"
 
 $(STAMP): setup.cfg pyproject.toml
-	@echo "==> Python environment: $(VENV) (installing Switchboard and its dependencies)"
+	@echo "==> Python environment: $(VENV) (installing Switchboard and its dependencies; log in $(VENV)/install.log)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e ".[dev]"
+	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(BIN)/python -m pip install -e ".[dev]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@echo "==> Python environment ready"
 	@touch $(STAMP)
 
 install: $(STAMP)

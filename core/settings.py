@@ -62,7 +62,6 @@ class Settings(BaseSettings):
     slack_api_base: str = "https://slack.com/api"
 
     # The pipeline.
-    topic_partitions: int = Field(default=8, ge=1)
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
 
     # Web services: every service listens on its own port, whether run alone or with ``web all``.

@@ -115,7 +115,7 @@ def _run(argv: list[str], progress: Progress, what: str, **kwargs: object) -> No
         raise InstallError(f"{what} failed ({' '.join(argv)}):\n{result.stdout}\n{result.stderr}")
 
 
-def _apt_install(package: str, progress: Progress) -> None:
+def apt_install(package: str, progress: Progress) -> None:
     """Install a Debian package, as root or through password-less sudo."""
     if shutil.which("apt-get") is None:
         raise InstallError(f"{package} is missing and this machine has no apt-get; install it")
@@ -336,7 +336,7 @@ class Redis(LocalService):
         return shutil.which("redis-server") is not None
 
     def install(self, progress: Progress) -> None:
-        _apt_install("redis-server", progress)
+        apt_install("redis-server", progress)
 
     def argv(self) -> list[str]:
         data = self.layout.data(self.name)
@@ -454,7 +454,7 @@ class Nginx(LocalService):
         return shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
 
     def install(self, progress: Progress) -> None:
-        _apt_install("nginx", progress)
+        apt_install("nginx", progress)
 
     def prepare(self, progress: Progress) -> None:
         prefix = self.layout.conf(self.name)
