@@ -78,6 +78,7 @@ class ManagedProcess:
             _signal_group(pid, signal.SIGKILL)
             while _group_alive(pid):
                 time.sleep(0.05)
+        _alive(pid)  # reaps it if it is this process's own child, so no zombie lingers
         self.pid_file.unlink(missing_ok=True)
         return True
 
