@@ -48,4 +48,5 @@ def configure(settings: Settings) -> faust.App:
     """Apply ``settings`` to the app; call once, before the worker starts."""
     for name, value in faust_options(settings).items():
         setattr(app.conf, name, value)
+    app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.context
     return app

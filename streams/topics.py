@@ -39,18 +39,20 @@ CONTRACT: tuple[TopicSpec, ...] = (
 )
 
 
-def _declare(name: str, partitions: int) -> faust.TopicT:
-    # internal=True: Faust creates the topic (with this partition count) before subscribing.
+def _declare(*names: str, partitions: int = PARTITIONS) -> faust.TopicT:
+    # Values stay raw bytes: agents decode them (streams.records.decode), so a record that does
+    # not parse reaches the stage's error handling and its dead-letter topic instead of being
+    # dropped by the consumer. internal=True: Faust creates the topic before subscribing.
     return app.topic(
-        name, key_type=str, value_serializer="json", partitions=partitions, internal=True
+        *names, key_type=str, value_serializer="raw", partitions=partitions, internal=True
     )
 
 
 TOPICS: dict[str, faust.TopicT] = {
-    spec.name: _declare(spec.name, spec.partitions) for spec in CONTRACT
+    spec.name: _declare(spec.name, partitions=spec.partitions) for spec in CONTRACT
 }
 DEAD_LETTERS: dict[str, faust.TopicT] = {
-    spec.dead_letter: _declare(spec.dead_letter, spec.partitions) for spec in CONTRACT
+    spec.dead_letter: _declare(spec.dead_letter, partitions=spec.partitions) for spec in CONTRACT
 }
 
 messages_inbound = TOPICS["messages.inbound"]
@@ -61,6 +63,10 @@ messages_outbound = TOPICS["messages.outbound"]
 platform_outbound = TOPICS["platform.outbound"]
 conversation_commands = TOPICS["conversation.commands"]
 conversation_events = TOPICS["conversation.events"]
+
+#: What the message-process agent consumes: users' messages and operators' commands, both keyed
+#: by conversation id and co-partitioned, so one agent applies them in order to one table.
+message_process_source = _declare("messages.inbound", "conversation.commands")
 
 
 @app.task  # type: ignore[untyped-decorator]  # faust ships no types for decorators

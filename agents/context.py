@@ -1,0 +1,51 @@
+"""What the pipeline's handlers need, built once per worker process on first use.
+
+Handlers receive these as an argument (``handle(record, deps)``), so they are tested without
+Kafka; the agents get them from the Faust app, which carries the settings ``configure`` gave it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from core.applications import ApplicationDirectory
+from core.cache import new_redis
+from core.conversation_store import ConversationStore
+from core.database import Document, database, new_mongo_client
+from core.realtime import RealtimeEmitter
+from core.settings import Settings
+
+
+@dataclass
+class PipelineDeps:
+    settings: Settings
+    mongo: AsyncMongoClient[Document]
+    store: ConversationStore
+    applications: ApplicationDirectory
+    realtime: RealtimeEmitter
+
+
+async def build_deps(settings: Settings) -> PipelineDeps:
+    mongo = new_mongo_client(settings)
+    db = database(mongo, settings)
+    store = ConversationStore(db)
+    await store.ensure_indexes()
+    return PipelineDeps(
+        settings=settings,
+        mongo=mongo,
+        store=store,
+        applications=ApplicationDirectory(db, new_redis(settings)),
+        realtime=RealtimeEmitter(settings),
+    )
+
+
+async def deps_of(app: Any) -> PipelineDeps:
+    """The worker's dependencies, created on first use inside the worker's event loop."""
+    deps: PipelineDeps | None = getattr(app, "switchboard_deps", None)
+    if deps is None:
+        deps = await build_deps(app.switchboard_settings)
+        app.switchboard_deps = deps
+    return deps

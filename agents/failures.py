@@ -1,0 +1,147 @@
+"""Per-message failure handling shared by every agent.
+
+Faust acks a message whose agent raised, so nothing may escape an agent's loop: each record is
+handled inside ``handle_safely``, which retries transient failures (a backing service that is
+briefly away) with bounded, jittered backoff, and moves anything else — or a transient failure
+that outlasts the retries — to ``<topic>.dlq`` with the reason, key, offset and attempts. The
+partition then moves on: a poison record never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, WTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streams.records import DeadLetter, encode
+from streams.topics import DEAD_LETTERS
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    WTimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    KafkaError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    first_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+        jitter = random.uniform(0.5, 1.0)  # noqa: S311 (spreads retries, not a secret)
+        return float(base * jitter)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, KafkaError):
+        return bool(getattr(error, "retriable", False)) or type(error).__name__.endswith(
+            "TimeoutError"
+        )
+    return isinstance(error, TRANSIENT)
+
+
+async def publish(topic: Any, key: str, record: Any) -> None:
+    """Produce and wait for the broker's ack, so the input is committed only after the output."""
+    pending = await topic.send(key=key, value=encode(record))
+    await pending
+
+
+async def handle_safely(
+    event: Any,
+    stage: str,
+    handler: Callable[[bytes], Awaitable[None]],
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> None:
+    """Run ``handler`` on one event's value: retried while transient, else dead-lettered."""
+    message = event.message
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await handler(message.value)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if is_transient(error) and attempt < policy.attempts:
+                delay = policy.delay(attempt)
+                log.warning(
+                    "%s: transient failure on %s[%d]@%d (attempt %d), retrying in %.2fs: %r",
+                    stage,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    attempt,
+                    delay,
+                    error,
+                )
+                await asyncio.sleep(delay)
+                continue
+            await dead_letter(event, stage, error, attempt)
+            return
+
+
+async def dead_letter(event: Any, stage: str, error: BaseException, attempts: int) -> None:
+    message = event.message
+    key = (
+        message.key.decode(errors="replace") if isinstance(message.key, bytes) else str(message.key)
+    )
+    value = message.value
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    letter = DeadLetter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key,
+        reason=str(error)[:2000] or type(error).__name__,
+        error_type=type(error).__name__,
+        attempts=attempts,
+        failed_at=time.time(),
+        value=text,
+        stage=stage,
+    )
+    log.error(
+        "%s: dead-lettered %s[%d]@%d key=%s after %d attempt(s): %r",
+        stage,
+        message.topic,
+        message.partition,
+        message.offset,
+        key,
+        attempts,
+        error,
+    )
+    # The dead-letter topic lives on the same broker as the input: if it cannot take the letter,
+    # Kafka itself is away, and waiting (not acking the input) is the only way to lose nothing.
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await publish(DEAD_LETTERS[f"{message.topic}.dlq"], key, letter)
+            return
+        except Exception as publish_error:
+            if not is_transient(publish_error):
+                raise
+            await asyncio.sleep(DEFAULT_POLICY.delay(min(attempt, 6)))

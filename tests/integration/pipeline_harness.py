@@ -1,0 +1,257 @@
+"""Drive the real pipeline: worker processes, a stand-in for the AI stage, and a collector.
+
+The stand-in answers each agent request once (by request id, as the AI stage must), and the
+collector reads what the delivery agent routed to platform.outbound. Everything is filtered by
+the test's own conversation ids, so records of earlier runs on the same topics do not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from core import ids
+from core.database import new_mongo_client
+from core.settings import Settings
+from streams.records import (
+    AgentRequest,
+    ConversationCommand,
+    InboundMessage,
+    OutboundMessage,
+    PlatformSend,
+    decode,
+    encode,
+)
+
+
+class Worker:
+    """One `switchboard worker` process with its output in a file."""
+
+    def __init__(self, log_dir: Path, name: str) -> None:
+        self.log = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def ready_count(self) -> int:
+        return self.log.read_text(errors="replace").count("[^Worker]: Ready")
+
+    def wait_ready(self, previous: int = 0, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ready_count() <= previous:
+            assert self.process is not None
+            assert self.process.poll() is None, self.tail()
+            assert time.monotonic() < deadline, f"worker not ready after {timeout}s\n{self.tail()}"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            return -9
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Conversation:
+    """A test conversation on a platform channel, so answers reach platform.outbound."""
+
+    def __init__(self, workspace_id: str, application_id: str, chat: str) -> None:
+        self.workspace_id = workspace_id
+        self.application_id = application_id
+        self.channel_id = f"ch_{application_id}"
+        self.chat_id = chat
+        self.id = ids.conversation_id("telegram", self.channel_id, chat)
+
+    def _envelope(self, message_id: str) -> dict[str, Any]:
+        return {
+            "message_id": message_id,
+            "conversation_id": self.id,
+            "workspace_id": self.workspace_id,
+            "application_id": self.application_id,
+            "channel": "telegram",
+            "channel_id": self.channel_id,
+            "chat_id": self.chat_id,
+            "created_at": time.time(),
+            "trace_id": uuid.uuid4().hex,
+        }
+
+    def message(self, external_id: str, text: str) -> InboundMessage:
+        mid = ids.inbound_message_id("telegram", self.channel_id, self.chat_id, external_id)
+        return InboundMessage(
+            **self._envelope(mid), external_id=external_id, sender_id=self.chat_id, text=text
+        )
+
+    def command(self, action: str, **fields: Any) -> ConversationCommand:
+        return ConversationCommand(
+            **self._envelope(ids.new_id("cmd")), action=action, operator_id="op_1", **fields
+        )
+
+
+async def send_all(settings: Settings, topic: str, records: Iterable[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=r.conversation_id.encode(), value=encode(r))
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def create_application(settings: Settings, workspace_id: str) -> str:
+    application_id = ids.new_id("app")
+    client = new_mongo_client(settings)
+    try:
+        await client[settings.mongo_database]["applications"].insert_one(
+            {"_id": application_id, "workspace_id": workspace_id, "name": "pipeline test"}
+        )
+    finally:
+        await client.close()
+    return application_id
+
+
+class Responder:
+    """Stands in for the AI stage: answers each request of the test's conversations once."""
+
+    def __init__(self, settings: Settings, conversations: set[str], delay_s: float = 0.0) -> None:
+        self.settings = settings
+        self.conversations = conversations
+        self.delay_s = delay_s
+        self.requests: dict[str, AgentRequest] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Responder:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            "agent.requests",
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"test-responder-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            async for record in consumer:
+                if record.key is None or record.key.decode() not in self.conversations:
+                    continue
+                request = decode(record.value)
+                assert isinstance(request, AgentRequest)
+                if request.request_id in self.requests:
+                    continue
+                self.requests[request.request_id] = request
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                answer = OutboundMessage(
+                    message_id=ids.answer_id(request.request_id),
+                    conversation_id=request.conversation_id,
+                    workspace_id=request.workspace_id,
+                    application_id=request.application_id,
+                    channel=request.channel,
+                    channel_id=request.channel_id,
+                    chat_id=request.chat_id,
+                    created_at=time.time(),
+                    trace_id=request.trace_id,
+                    sender_role="bot",
+                    in_reply_to=request.message_id,
+                    request_id=request.request_id,
+                    text=f"echo: {request.text}",
+                    mode_epoch=request.mode_epoch,
+                )
+                await producer.send_and_wait(
+                    "messages.outbound", key=record.key, value=encode(answer)
+                )
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+
+class Collector:
+    """Reads platform.outbound (what would reach users) for the test's conversations."""
+
+    def __init__(self, settings: Settings, conversations: set[str]) -> None:
+        self.settings = settings
+        self.conversations = conversations
+        self.sends: dict[str, list[PlatformSend]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Collector:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            "platform.outbound",
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"test-collector-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                key = record.key.decode() if record.key else ""
+                if key in self.conversations:
+                    send = decode(record.value)
+                    assert isinstance(send, PlatformSend)
+                    self.sends[key].append(send)
+        finally:
+            await consumer.stop()
+
+    def total(self) -> int:
+        return sum(len(v) for v in self.sends.values())
+
+    async def wait_for(self, count: int, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while self.total() < count:
+            assert time.monotonic() < deadline, f"only {self.total()} of {count} sends arrived"
+            await asyncio.sleep(0.25)
