@@ -24,8 +24,6 @@ from streams.records import OutboundMessage, PlatformSend, decode
 from streams.topics import messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
 
-DONE = ("delivered", "routed", "suppressed")
-
 
 def _document(message: OutboundMessage, status: str) -> dict[str, Any]:
     return {
@@ -70,11 +68,14 @@ async def handle_outbound(
                 data={"text": message.text},
             )
         return
-    if not await deps.store.insert_message(_document(message, "pending")):
-        stored = await deps.store.message(message.message_id)
-        if stored is not None and stored.get("status") in DONE:
-            return  # a redelivery of a message already routed
+    document = _document(message, "accepted")
+    await deps.store.insert_message(document)
+    if await deps.store.delivery(message.message_id) is not None:
+        return  # a redelivery of a message already routed
     await _route(message, deps)
+    await deps.store.record_delivery(
+        document, "delivered" if message.channel == "web" else "routed"
+    )
     await emit_event(
         message,
         "message.created",
@@ -97,7 +98,6 @@ async def _route(message: OutboundMessage, deps: PipelineDeps) -> None:
                 "created_at": message.created_at,
             },
         )
-        await deps.store.set_message_status(message.message_id, "delivered")
         return
     send = PlatformSend(
         message_id=message.message_id,
@@ -114,7 +114,6 @@ async def _route(message: OutboundMessage, deps: PipelineDeps) -> None:
         in_reply_to=message.in_reply_to,
     )
     await publish(platform_outbound, message.conversation_id, send)
-    await deps.store.set_message_status(message.message_id, "routed")
 
 
 async def handle_record(raw: bytes, deps: PipelineDeps, table: Mapping[str, Any]) -> None:

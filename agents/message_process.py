@@ -104,7 +104,7 @@ async def handle_inbound(message: InboundMessage, deps: PipelineDeps, table: Sta
         state.remember(message.message_id, seq=state.inbound_count)
         table[message.conversation_id] = state
 
-    if await deps.store.touch_conversation(_conversation_fields(state), mode=state.mode):
+    if await deps.store.create_conversation(_conversation_fields(state), mode=state.mode):
         await emit_event(message, "conversation.created", message.conversation_id, mode=state.mode)
     await deps.store.insert_message(
         {

@@ -255,3 +255,34 @@ class Collector:
         while self.total() < count:
             assert time.monotonic() < deadline, f"only {self.total()} of {count} sends arrived"
             await asyncio.sleep(0.25)
+
+
+async def read_topic(settings: Settings, topic: str, keys: set[str], within_s: float,
+                     want: int) -> list[Any]:  # fmt: skip
+    """Records on ``topic`` whose key is one of ``keys``, waiting until ``want`` have arrived."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[Any] = []
+    deadline = time.monotonic() + within_s
+    try:
+        while len(found) < want and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                found += [r for r in records if r.key and r.key.decode() in keys]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def send_raw(settings: Settings, topic: str, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, key=key.encode(), value=value)
+    finally:
+        await producer.stop()

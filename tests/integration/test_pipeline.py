@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import time
+from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,13 +21,17 @@ from tests.integration.pipeline_harness import (
     Responder,
     Worker,
     create_application,
+    read_topic,
     send_all,
+    send_raw,
 )
 
 
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Worker]]:
-    started = [Worker(tmp_path, f"worker-{n}") for n in range(2)]
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
+    """Two workers shared by this module's tests, as `make run` with two workers would run."""
+    log_dir = tmp_path_factory.mktemp("workers")
+    started = [Worker(log_dir, f"worker-{n}") for n in range(2)]
     for worker in started:
         worker.start()
     for worker in started:
@@ -32,22 +41,42 @@ def workers(tmp_path: Path) -> Iterator[list[Worker]]:
         assert worker.stop() in (0, -9), worker.tail()
 
 
-async def _stored(settings: Settings, conversation_id: str, role: str) -> list[dict[str, object]]:
+async def _stored(
+    settings: Settings, workspace_id: str, collection: str = "messages"
+) -> dict[str, list[dict[str, Any]]]:
+    """A workspace's documents by conversation id, read in one query."""
     client = new_mongo_client(settings)
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     try:
-        cursor = client[settings.mongo_database]["messages"].find(
-            {"conversation_id": conversation_id, "role": role}
-        )
-        return [doc async for doc in cursor]
+        async for doc in client[settings.mongo_database][collection].find(
+            {"workspace_id": workspace_id}
+        ):
+            found[doc["conversation_id"]].append(doc)
     finally:
         await client.close()
+    return found
+
+
+def _by_role(docs: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["role"] == role]
+
+
+async def _wait_for_event(settings: Settings, conversation_id: str, kind: str) -> None:
+    for _ in range(60):
+        events = await read_topic(settings, "conversation.events", {conversation_id}, 1, 99)
+        if any(json.loads(r.value)["type"] == kind for r in events):
+            return
+    raise AssertionError(f"no {kind} event for {conversation_id}")
 
 
 async def test_messages_flow_in_order(settings: Settings, workers: list[Worker]) -> None:
     workspace = new_id("ws")
     application = await create_application(settings, workspace)
-    conversations = [Conversation(workspace, application, f"chat-{n}") for n in range(20)]
-    per_conversation = 5
+    conversations = [
+        Conversation(workspace, application, f"chat-{n}")
+        for n in range(int(os.environ.get("SB_CONV", "200")))
+    ]
+    per_conversation = 20
     sent = {
         c.id: [c.message(f"{n}", f"message {n}") for n in range(per_conversation)]
         for c in conversations
@@ -56,15 +85,96 @@ async def test_messages_flow_in_order(settings: Settings, workers: list[Worker])
     keys = {c.id for c in conversations}
     async with Responder(settings, keys), Collector(settings, keys) as collector:
         await send_all(settings, "messages.inbound", interleaved)
-        await collector.wait_for(len(interleaved), within_s=120)
-
+        began = time.monotonic()
+        await collector.wait_for(len(interleaved), within_s=300)
+        print(f"pipeline: {len(interleaved)} messages answered in {time.monotonic() - began:.1f}s")
+    messages = await _stored(settings, workspace)
+    deliveries = await _stored(settings, workspace, "deliveries")
     for conversation in conversations:
         expected = [m.message_id for m in sent[conversation.id]]
         routed = collector.sends[conversation.id]
         assert [s.in_reply_to for s in routed] == expected
         assert [s.message_id for s in routed] == [answer_id(request_id(m)) for m in expected]
-        stored = await _stored(settings, conversation.id, "user")
-        assert [d["_id"] for d in sorted(stored, key=lambda d: d["seq"])] == expected  # type: ignore[arg-type,return-value]
-        answers = await _stored(settings, conversation.id, "bot")
-        assert {d["status"] for d in answers} == {"routed"}
-        assert len(answers) == per_conversation
+        stored = _by_role(messages[conversation.id], "user")
+        assert [d["_id"] for d in sorted(stored, key=lambda d: d["seq"])] == expected
+        answers = _by_role(messages[conversation.id], "bot")
+        assert sorted(d["_id"] for d in answers) == sorted(s.message_id for s in routed)
+        assert {d["status"] for d in deliveries[conversation.id]} == {"routed"}
+        assert len(deliveries[conversation.id]) == per_conversation
+
+
+async def test_poison_record_is_dead_lettered_and_the_rest_flows(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)
+    conversation = Conversation(workspace, application, "poisoned")
+    keys = {conversation.id}
+    async with Responder(settings, keys), Collector(settings, keys) as collector:
+        await send_all(settings, "messages.inbound", [conversation.message("1", "before")])
+        await send_raw(settings, "messages.inbound", conversation.id, b"\x00not json{")
+        await send_all(settings, "messages.inbound", [conversation.message("2", "after")])
+        await collector.wait_for(2, within_s=60)
+
+    assert [s.text for s in collector.sends[conversation.id]] == ["echo: before", "echo: after"]
+    letters = await read_topic(settings, "messages.inbound.dlq", keys, within_s=30, want=1)
+    assert len(letters) == 1
+    letter = json.loads(letters[0].value)
+    assert letter["key"] == conversation.id
+    assert letter["source_topic"] == "messages.inbound"
+    assert letter["error_type"] == "UndecodableRecord"
+    assert letter["reason"].startswith("not JSON")
+    assert letter["attempts"] == 1
+    assert letter["offset"] >= 0
+    assert letter["value"].endswith("not json{")
+
+
+async def test_unknown_application_is_dead_lettered(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    conversation = Conversation(new_id("ws"), new_id("app"), "nobody")
+    await send_all(settings, "messages.inbound", [conversation.message("1", "hello?")])
+    letters = await read_topic(settings, "messages.inbound.dlq", {conversation.id}, 30, want=1)
+    assert [json.loads(r.value)["error_type"] for r in letters] == ["UnknownApplication"]
+    assert await _stored(settings, conversation.workspace_id) == {}
+
+
+async def test_takeover_racing_a_bot_answer_suppresses_it(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)
+    conversation = Conversation(workspace, application, "takeover")
+    keys = {conversation.id}
+    first = conversation.message("1", "hello bot")
+    # The bot takes 3 s to answer; the operator takes over meanwhile.
+    async with (
+        Responder(settings, keys, delay_s=3.0) as responder,
+        Collector(settings, keys) as collector,
+    ):
+        await send_all(settings, "messages.inbound", [first])
+        while not responder.requests:
+            await asyncio.sleep(0.05)
+        takeover = conversation.command("takeover")
+        await send_all(settings, "conversation.commands", [takeover])
+        # Once the takeover is applied (operators see it in their feed), the user writes again.
+        await _wait_for_event(settings, conversation.id, "mode.changed")
+        await send_all(settings, "messages.inbound", [conversation.message("2", "still there?")])
+        reply = conversation.command("reply", text="Hi, a human here.")
+        await send_all(settings, "conversation.commands", [reply])
+        await collector.wait_for(1, within_s=60)
+        await asyncio.sleep(5)  # the late bot answer has had time to arrive, and must not
+
+    routed = collector.sends[conversation.id]
+    assert [(s.sender_role, s.text) for s in routed] == [("operator", "Hi, a human here.")]
+    assert len(responder.requests) == 1, "a message in human mode must not reach the bot"
+    answers = _by_role((await _stored(settings, workspace))[conversation.id], "bot")
+    assert [(d["_id"], d["status"]) for d in answers] == [
+        (answer_id(request_id(first.message_id)), "suppressed")
+    ]
+    # conversation.created, 2 x message.created (user), mode.changed (takeover),
+    # mode.changed (reply), message.created (the reply, delivered), message.suppressed
+    events = await read_topic(settings, "conversation.events", keys, within_s=30, want=7)
+    kinds = [json.loads(r.value)["type"] for r in events]
+    assert "message.suppressed" in kinds
+    assert kinds.count("mode.changed") == 2  # the takeover, and the reply (already human)
