@@ -8,6 +8,7 @@ here), and MongoDB is fast either way. Updates are left to rare events such as a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -67,7 +68,7 @@ class ConversationStore:
 
     async def record_delivery(self, message: dict[str, Any], status: str) -> None:
         """Record that a message was routed (platforms) or pushed (web); once per message."""
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             await self._deliveries.insert_one(
                 {
                     "_id": message["message_id"],
@@ -77,5 +78,3 @@ class ConversationStore:
                     "at": time.time(),
                 }
             )
-        except DuplicateKeyError:
-            pass

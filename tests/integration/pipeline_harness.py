@@ -153,6 +153,7 @@ class Responder:
         self.conversations = conversations
         self.delay_s = delay_s
         self.requests: dict[str, AgentRequest] = {}
+        self.got_request = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Responder:
@@ -184,6 +185,7 @@ class Responder:
                 if request.request_id in self.requests:
                     continue
                 self.requests[request.request_id] = request
+                self.got_request.set()
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 answer = OutboundMessage(

@@ -153,8 +153,7 @@ async def test_takeover_racing_a_bot_answer_suppresses_it(
         Collector(settings, keys) as collector,
     ):
         await send_all(settings, "messages.inbound", [first])
-        while not responder.requests:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(responder.got_request.wait(), timeout=60)
         takeover = conversation.command("takeover")
         await send_all(settings, "conversation.commands", [takeover])
         # Once the takeover is applied (operators see it in their feed), the user writes again.
