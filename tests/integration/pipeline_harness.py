@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -288,3 +289,12 @@ async def send_raw(settings: Settings, topic: str, key: str, value: bytes) -> No
         await producer.send_and_wait(topic, key=key.encode(), value=value)
     finally:
         await producer.stop()
+
+
+async def wait_for_event(settings: Settings, conversation_id: str, kind: str, count: int) -> None:
+    """Wait until operators' feed (conversation.events) shows ``count`` events of ``kind``."""
+    for _ in range(60):
+        events = await read_topic(settings, "conversation.events", {conversation_id}, 1, 999)
+        if sum(json.loads(r.value)["type"] == kind for r in events) >= count:
+            return
+    raise AssertionError(f"fewer than {count} {kind} events for {conversation_id}")

@@ -24,6 +24,7 @@ from tests.integration.pipeline_harness import (
     read_topic,
     send_all,
     send_raw,
+    wait_for_event,
 )
 
 
@@ -59,14 +60,6 @@ async def _stored(
 
 def _by_role(docs: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["role"] == role]
-
-
-async def _wait_for_event(settings: Settings, conversation_id: str, kind: str) -> None:
-    for _ in range(60):
-        events = await read_topic(settings, "conversation.events", {conversation_id}, 1, 99)
-        if any(json.loads(r.value)["type"] == kind for r in events):
-            return
-    raise AssertionError(f"no {kind} event for {conversation_id}")
 
 
 async def test_messages_flow_in_order(settings: Settings, workers: list[Worker]) -> None:
@@ -157,7 +150,7 @@ async def test_takeover_racing_a_bot_answer_suppresses_it(
         takeover = conversation.command("takeover")
         await send_all(settings, "conversation.commands", [takeover])
         # Once the takeover is applied (operators see it in their feed), the user writes again.
-        await _wait_for_event(settings, conversation.id, "mode.changed")
+        await wait_for_event(settings, conversation.id, "mode.changed", 1)
         await send_all(settings, "messages.inbound", [conversation.message("2", "still there?")])
         reply = conversation.command("reply", text="Hi, a human here.")
         await send_all(settings, "conversation.commands", [reply])

@@ -4,7 +4,6 @@ duplicates nothing."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -18,17 +17,9 @@ from tests.integration.pipeline_harness import (
     Responder,
     Worker,
     create_application,
-    read_topic,
     send_all,
+    wait_for_event,
 )
-
-
-async def _wait_for_event(settings: Settings, conversation_id: str, kind: str, count: int) -> None:
-    for _ in range(60):
-        events = await read_topic(settings, "conversation.events", {conversation_id}, 1, 999)
-        if sum(json.loads(r.value)["type"] == kind for r in events) >= count:
-            return
-    raise AssertionError(f"fewer than {count} {kind} events for {conversation_id}")
 
 
 async def _documents(
@@ -59,7 +50,7 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
             await send_all(settings, "messages.inbound", [conversation.message("1", "one")])
             await collector.wait_for(1, within_s=60)
             await send_all(settings, "conversation.commands", [conversation.command("takeover")])
-            await _wait_for_event(settings, conversation.id, "mode.changed", 1)
+            await wait_for_event(settings, conversation.id, "mode.changed", 1)
 
             assert await asyncio.to_thread(worker.stop) == 0, worker.tail()
             ready_before = worker.ready_count()
@@ -69,7 +60,7 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
             # Still in human mode after the restart: this message must not reach the bot.
             await send_all(settings, "messages.inbound", [conversation.message("2", "two")])
             await send_all(settings, "conversation.commands", [conversation.command("release")])
-            await _wait_for_event(settings, conversation.id, "mode.changed", 2)
+            await wait_for_event(settings, conversation.id, "mode.changed", 2)
             await send_all(settings, "messages.inbound", [conversation.message("3", "three")])
             await collector.wait_for(2, within_s=60)
     finally:
