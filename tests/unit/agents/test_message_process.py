@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agents.delivery import is_stale
@@ -8,7 +10,7 @@ from core.errors import ValidationFailed
 from streams.records import ConversationCommand, OutboundMessage
 from tables.conversations import ConversationState
 
-ENVELOPE = {
+ENVELOPE: dict[str, Any] = {
     "message_id": "x1",
     "conversation_id": "c1",
     "workspace_id": "w1",
@@ -23,7 +25,7 @@ def _state(mode: str = "bot") -> ConversationState:
     )
 
 
-def _command(action: str, **fields: str) -> ConversationCommand:
+def _command(action: str, **fields: Any) -> ConversationCommand:
     return ConversationCommand(**ENVELOPE, action=action, operator_id="op1", **fields)
 
 

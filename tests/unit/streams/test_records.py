@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from streams.records import (
@@ -10,7 +12,7 @@ from streams.records import (
     encode,
 )
 
-ENVELOPE = {
+ENVELOPE: dict[str, Any] = {
     "message_id": "m1",
     "conversation_id": "c1",
     "workspace_id": "w1",
