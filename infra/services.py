@@ -229,11 +229,12 @@ def _kafka_metadata_ok(settings: Settings) -> bool:
     """A real metadata round trip: the broker is up and its controller quorum has elected."""
     import asyncio
 
-    from core.kafka import cluster_reachable
+    from core.kafka import cluster_reachable, partitions_online
 
     async def probe() -> bool:
         try:
             await cluster_reachable(settings, timeout=4)
+            await partitions_online(settings, timeout=4)
         except Exception:
             return False
         return True

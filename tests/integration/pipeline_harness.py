@@ -89,12 +89,16 @@ class Worker:
 class Conversation:
     """A test conversation on a platform channel, so answers reach platform.outbound."""
 
-    def __init__(self, workspace_id: str, application_id: str, chat: str) -> None:
+    def __init__(
+        self, workspace_id: str, application_id: str, chat: str, channel: str = "telegram"
+    ) -> None:
         self.workspace_id = workspace_id
         self.application_id = application_id
-        self.channel_id = f"ch_{application_id}"
+        self.channel = channel
+        # The widget's channel is its application; a platform's is the connected channel.
+        self.channel_id = application_id if channel == "web" else f"ch_{application_id}"
         self.chat_id = chat
-        self.id = ids.conversation_id("telegram", self.channel_id, chat)
+        self.id = ids.conversation_id(channel, self.channel_id, chat)
 
     def _envelope(self, message_id: str) -> dict[str, Any]:
         return {
@@ -102,7 +106,7 @@ class Conversation:
             "conversation_id": self.id,
             "workspace_id": self.workspace_id,
             "application_id": self.application_id,
-            "channel": "telegram",
+            "channel": self.channel,
             "channel_id": self.channel_id,
             "chat_id": self.chat_id,
             "created_at": time.time(),
@@ -110,7 +114,7 @@ class Conversation:
         }
 
     def message(self, external_id: str, text: str) -> InboundMessage:
-        mid = ids.inbound_message_id("telegram", self.channel_id, self.chat_id, external_id)
+        mid = ids.inbound_message_id(self.channel, self.channel_id, self.chat_id, external_id)
         return InboundMessage(
             **self._envelope(mid), external_id=external_id, sender_id=self.chat_id, text=text
         )
@@ -291,10 +295,28 @@ async def send_raw(settings: Settings, topic: str, key: str, value: bytes) -> No
         await producer.stop()
 
 
-async def wait_for_event(settings: Settings, conversation_id: str, kind: str, count: int) -> None:
+async def wait_for_event(
+    settings: Settings, conversation_id: str, kind: str, count: int, within_s: float = 60
+) -> None:
     """Wait until operators' feed (conversation.events) shows ``count`` events of ``kind``."""
-    for _ in range(60):
-        events = await read_topic(settings, "conversation.events", {conversation_id}, 1, 999)
-        if sum(json.loads(r.value)["type"] == kind for r in events) >= count:
-            return
-    raise AssertionError(f"fewer than {count} {kind} events for {conversation_id}")
+    consumer = AIOKafkaConsumer(
+        "conversation.events",
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"test-events-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    if record.key == conversation_id.encode():
+                        seen += json.loads(record.value)["type"] == kind
+            if seen >= count:
+                return
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"{seen} of {count} {kind} events for {conversation_id}")

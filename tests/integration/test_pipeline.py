@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from core.cache import new_redis
 from core.database import new_mongo_client
 from core.ids import answer_id, new_id, request_id
 from core.settings import Settings
@@ -170,3 +171,35 @@ async def test_takeover_racing_a_bot_answer_suppresses_it(
     kinds = [json.loads(r.value)["type"] for r in events]
     assert "message.suppressed" in kinds
     assert kinds.count("mode.changed") == 2  # the takeover, and the reply (already human)
+
+
+async def test_web_answers_are_pushed_through_socketio_redis(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)
+    conversation = Conversation(workspace, application, "visitor-1", channel="web")
+    message = conversation.message("client-1", "hi from the widget")
+    redis = new_redis(settings)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe("socketio")  # the channel socket.io's AsyncRedisManager listens on
+    try:
+        async with Responder(settings, {conversation.id}):
+            await send_all(settings, "messages.inbound", [message])
+            push = None
+            async with asyncio.timeout(60):
+                while push is None:
+                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if raw and f"conversation:{conversation.id}" in raw["data"].decode():
+                        push = json.loads(raw["data"])
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()
+    assert push["method"] == "emit"
+    assert push["event"] == "message"
+    assert push["namespace"] == "/widget"
+    assert push["room"] == f"conversation:{conversation.id}"
+    assert push["data"]["id"] == answer_id(request_id(message.message_id))
+    assert push["data"]["text"] == "echo: hi from the widget"
+    deliveries = await _stored(settings, workspace, "deliveries")
+    assert [d["status"] for d in deliveries[conversation.id]] == ["delivered"]
