@@ -11,10 +11,16 @@ from core.settings import SERVICES, Settings
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     import faust
 
+    from streams.admin import create_topics
     from streams.app import configure
 
+    created = asyncio.run(create_topics(settings))
+    if created:
+        print(f"created topics: {', '.join(created)}", flush=True)
     app = configure(settings)
     worker = faust.Worker(app, loglevel=args.loglevel or settings.log_level)
     worker.execute_from_commandline()  # returns only through SystemExit

@@ -35,6 +35,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # Tables are co-partitioned with the topics their agents consume.
         "topic_partitions": PARTITIONS,
         "topic_replication_factor": 1,
+        # No standby replicas: faust-streaming 0.15.3 can crash starting standby partitions
+        # during a rebalance that lands mid-recovery (it seeks to a negative offset; seen here).
+        # A worker taking over a partition rebuilds its state from the changelog instead.
+        "table_standby_replicas": 0,
         # The worker has no HTTP surface of its own; many workers run side by side on one host.
         "web_enabled": False,
         "producer_acks": -1,

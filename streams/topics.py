@@ -67,10 +67,3 @@ conversation_events = TOPICS["conversation.events"]
 #: What the message-process agent consumes: users' messages and operators' commands, both keyed
 #: by conversation id and co-partitioned, so one agent applies them in order to one table.
 message_process_source = _declare("messages.inbound", "conversation.commands")
-
-
-@app.task  # type: ignore[untyped-decorator]  # faust ships no types for decorators
-async def declare_topics() -> None:
-    """Create every contract topic at start-up, including those no agent consumes yet."""
-    for topic in (*TOPICS.values(), *DEAD_LETTERS.values()):
-        await topic.maybe_declare()

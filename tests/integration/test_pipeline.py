@@ -36,8 +36,13 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
     started = [Worker(log_dir, f"worker-{n}") for n in range(2)]
     for worker in started:
         worker.start()
-    for worker in started:
-        worker.wait_ready()
+    try:
+        for worker in started:
+            worker.wait_ready()
+    except BaseException:
+        for worker in started:
+            worker.stop()
+        raise
     yield started
     for worker in started:
         assert worker.stop() in (0, -9), worker.tail()
@@ -199,7 +204,8 @@ async def test_web_answers_are_pushed_through_socketio_redis(
     assert push["event"] == "message"
     assert push["namespace"] == "/widget"
     assert push["room"] == f"conversation:{conversation.id}"
-    assert push["data"]["id"] == answer_id(request_id(message.message_id))
-    assert push["data"]["text"] == "echo: hi from the widget"
+    payload = push["data"][0]  # socket.io carries the event's arguments as a list
+    assert payload["id"] == answer_id(request_id(message.message_id))
+    assert payload["text"] == "echo: hi from the widget"
     deliveries = await _stored(settings, workspace, "deliveries")
     assert [d["status"] for d in deliveries[conversation.id]] == ["delivered"]

@@ -43,9 +43,9 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
     conversation = Conversation(workspace, application, "restart")
     keys = {conversation.id}
     worker = Worker(tmp_path, "worker")
-    worker.start()
-    worker.wait_ready()
     try:
+        worker.start()
+        worker.wait_ready()
         async with Responder(settings, keys) as responder, Collector(settings, keys) as collector:
             await send_all(settings, "messages.inbound", [conversation.message("1", "one")])
             await collector.wait_for(1, within_s=60)
@@ -91,12 +91,12 @@ async def test_killed_worker_loses_and_duplicates_nothing(
     interleaved = [sent[c.id][n] for n in range(per_conversation) for c in conversations]
     keys = {c.id for c in conversations}
     survivor, victim = Worker(tmp_path, "survivor"), Worker(tmp_path, "victim")
-    for worker in (survivor, victim):
-        worker.start()
-    for worker in (survivor, victim):
-        worker.wait_ready()
     rng = random.Random()
     try:
+        for worker in (survivor, victim):
+            worker.start()
+        for worker in (survivor, victim):
+            worker.wait_ready()
         async with Responder(settings, keys), Collector(settings, keys) as collector:
             await send_all(settings, "messages.inbound", interleaved)
             for _ in range(3):

@@ -47,7 +47,22 @@ class _Output:
         return False
 
 
+def _delete_topic(settings: Settings, name: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        if name in admin.list_topics():
+            admin.delete_topics([name])
+        deadline = time.monotonic() + 30
+        while name in admin.list_topics():
+            assert time.monotonic() < deadline, f"{name} was not deleted"
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
 def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) -> None:
+    # A dead-letter topic nothing reads yet: safe to delete, so the worker must create it again.
+    _delete_topic(settings, "function.calls.dlq")
     with subprocess.Popen(
         [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
         stdout=subprocess.PIPE,
@@ -69,4 +84,5 @@ def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) ->
             code = worker.wait(timeout=60)
             output.join()
     assert code == 0, "".join(output.lines[-30:])
+    assert any("created topics: function.calls.dlq" in line for line in output.lines)
     assert any("[^Worker]: Closing event loop" in line for line in output.lines)
