@@ -76,6 +76,71 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(state.healthy for state in states) else 3
 
 
+def _replay_show(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.replay import conversation_records
+
+    records = asyncio.run(
+        conversation_records(
+            settings,
+            args.conversation_id,
+            topics=args.topic or None,
+            since=_timestamp(args.since),
+            until=_timestamp(args.until),
+            from_offset=args.from_offset,
+            to_offset=args.to_offset,
+        )
+    )
+    for record in records:
+        print(record.as_json() if args.json else record.as_text())
+    return 0
+
+
+def _replay_redrive(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.replay import redrive
+
+    count = len(asyncio.run(redrive(settings, args.dead_letter_topic, dry_run=args.dry_run)))
+    verb = "would re-drive" if args.dry_run else "re-drove"
+    print(f"{verb} {count} record(s) from {args.dead_letter_topic}")
+    return 0
+
+
+def _timestamp(text: str | None) -> float | None:
+    """An ISO 8601 time (UTC unless it says otherwise) or seconds since the epoch."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        parsed = datetime.fromisoformat(text)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = commands.add_parser(
+        "replay", help="read a conversation back from Kafka; re-drive DLQs"
+    )
+    actions = replay.add_subparsers(dest="replay_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="one conversation's records across all topics, in order")
+    show.add_argument("conversation_id")
+    show.add_argument("--topic", action="append", help="only this topic (repeatable)")
+    show.add_argument("--since", help="ISO time or epoch seconds")
+    show.add_argument("--until", help="ISO time or epoch seconds")
+    show.add_argument("--from-offset", type=int, help="first offset, in each topic's partition")
+    show.add_argument("--to-offset", type=int, help="last offset, in each topic's partition")
+    show.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    show.set_defaults(handler=_replay_show)
+    again = actions.add_parser("redrive", help="put a dead-letter topic's records back, once")
+    again.add_argument("dead_letter_topic", help="e.g. messages.inbound.dlq")
+    again.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    again.set_defaults(handler=_replay_redrive)
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from infra.launcher import run_platform
 
@@ -114,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show which services are up")
     status.set_defaults(handler=_status)
 
+    _add_replay(commands)
+
     run = commands.add_parser("run", help="up, then every Switchboard process in the foreground")
     run.add_argument("--workers", type=int, default=1, help="pipeline workers to start (default 1)")
     run.set_defaults(handler=_run)
@@ -123,7 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    code: int = args.handler(settings, args)
+    try:
+        code: int = args.handler(settings, args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -138,8 +138,10 @@ async def send_all(settings: Settings, topic: str, records: Iterable[Any]) -> No
         await producer.stop()
 
 
-async def create_application(settings: Settings, workspace_id: str) -> str:
-    application_id = ids.new_id("app")
+async def create_application(
+    settings: Settings, workspace_id: str, application_id: str | None = None
+) -> str:
+    application_id = application_id or ids.new_id("app")
     client = new_mongo_client(settings)
     try:
         await client[settings.mongo_database]["applications"].insert_one(

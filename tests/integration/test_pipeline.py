@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from core.cache import new_redis
 from core.database import new_mongo_client
 from core.ids import answer_id, new_id, request_id
 from core.settings import Settings
+from streams.replay import redrive
 from tests.integration.pipeline_harness import (
     Collector,
     Conversation,
@@ -209,3 +212,68 @@ async def test_web_answers_are_pushed_through_socketio_redis(
     assert payload["text"] == "echo: hi from the widget"
     deliveries = await _stored(settings, workspace, "deliveries")
     assert [d["status"] for d in deliveries[conversation.id]] == ["delivered"]
+
+
+def _switchboard(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_replay_shows_a_conversation_across_topics(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)
+    conversation = Conversation(workspace, application, "replayed")
+    async with (
+        Responder(settings, {conversation.id}),
+        Collector(settings, {conversation.id}) as collector,
+    ):
+        await send_all(settings, "messages.inbound", [conversation.message("1", "replay me")])
+        await collector.wait_for(1, within_s=60)
+
+    lines = await asyncio.to_thread(_switchboard, "replay", "show", conversation.id, "--json")
+    records = [json.loads(line) for line in lines.splitlines()]
+    assert {r["key"] for r in records} == {conversation.id}
+    kinds = [(r["topic"], r["kind"]) for r in records]
+    flow = [k for k in kinds if k[0] != "conversation.events"]
+    assert flow == [
+        ("messages.inbound", "InboundMessage"),
+        ("agent.requests", "AgentRequest"),
+        ("messages.outbound", "OutboundMessage"),
+        ("platform.outbound", "PlatformSend"),
+    ]
+    assert [r["timestamp"] for r in records] == sorted(r["timestamp"] for r in records)
+    assert {r["value"]["type"] for r in records if r["topic"] == "conversation.events"} == {
+        "conversation.created",
+        "message.created",
+    }
+
+    text = await asyncio.to_thread(
+        _switchboard, "replay", "show", conversation.id, "--topic", "messages.inbound"
+    )
+    assert len(text.splitlines()) == 1
+    assert "InboundMessage" in text
+    assert "'replay me'" in text
+
+
+async def test_redrive_puts_dead_letters_back(settings: Settings, workers: list[Worker]) -> None:
+    workspace, application = new_id("ws"), new_id("app")
+    conversation = Conversation(workspace, application, "redriven")
+    keys = {conversation.id}
+    async with Responder(settings, keys), Collector(settings, keys) as collector:
+        # The application does not exist yet: the message is dead-lettered.
+        await send_all(settings, "messages.inbound", [conversation.message("1", "try again")])
+        assert await read_topic(settings, "messages.inbound.dlq", keys, within_s=30, want=1)
+        # Once it exists, re-driving the dead letters gets the message answered.
+        await create_application(settings, workspace, application)
+        output = await asyncio.to_thread(_switchboard, "replay", "redrive", "messages.inbound.dlq")
+        assert output.startswith("re-drove ")
+        await collector.wait_for(1, within_s=60)
+    assert [s.text for s in collector.sends[conversation.id]] == ["echo: try again"]
+    # The group remembers how far it got: this letter is not offered a second time.
+    pending = await redrive(settings, "messages.inbound.dlq", dry_run=True)
+    assert conversation.id not in {letter.key for letter in pending}

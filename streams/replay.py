@@ -1,0 +1,187 @@
+"""Topic replay for debugging: read a conversation back from Kafka, and re-drive dead letters.
+
+A conversation's records all sit in one partition of each topic (they are keyed by its id), so
+``show`` reads just that partition of every contract topic, by time or offset range, and
+prints them merged in time order. ``redrive`` puts a dead-letter topic's records back on the
+topic they came from, once: its consumer group remembers how far it got.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from core.settings import Settings
+from streams.admin import contract_topics
+from streams.records import DeadLetter
+
+REDRIVE_GROUP = "switchboard-redrive"
+
+
+@dataclass(frozen=True)
+class Replayed:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: str
+    value: dict[str, Any] | str  # the record as JSON, or the raw text of one that is not JSON
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.value, dict):
+            ns = self.value.get("__faust", {}).get("ns", "")
+            return str(ns).rsplit(".", 1)[-1] or "record"
+        return "undecodable"
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "timestamp": self.timestamp_ms / 1000,
+                "key": self.key,
+                "kind": self.kind,
+                "value": self.value,
+            },
+            ensure_ascii=False,
+        )
+
+    def as_text(self) -> str:
+        when = datetime.fromtimestamp(self.timestamp_ms / 1000, tz=UTC).isoformat(
+            timespec="milliseconds"
+        )
+        where = f"{self.topic}[{self.partition}]@{self.offset}"
+        return f"{when} {where:<34} {self.kind:<20} {_summary(self.value)}"
+
+
+def _summary(value: dict[str, Any] | str) -> str:
+    if not isinstance(value, dict):
+        return repr(value[:120])
+    parts = [str(value.get("message_id", ""))]
+    for field in ("type", "action", "sender_role", "mode", "reason"):
+        if value.get(field):
+            parts.append(f"{field}={value[field]}")
+    if value.get("text"):
+        parts.append(repr(str(value["text"])[:80]))
+    return " ".join(parts)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust uses) picks for ``key``."""
+    chosen: int = DefaultPartitioner()(key.encode(), list(range(partitions)), [])
+    return chosen
+
+
+def _decode(raw: bytes | None) -> dict[str, Any] | str:
+    text = (raw or b"").decode(errors="replace")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+async def conversation_records(
+    settings: Settings,
+    conversation_id: str,
+    *,
+    topics: Iterable[str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    from_offset: int | None = None,
+    to_offset: int | None = None,
+) -> list[Replayed]:
+    """Every record of one conversation on the given topics (all contract topics by default)."""
+    counts = contract_topics()
+    wanted = list(topics) if topics else list(counts)
+    unknown = [topic for topic in wanted if topic not in counts]
+    if unknown:
+        raise ValueError(f"not contract topics: {', '.join(unknown)}")
+    partitions = [TopicPartition(t, partition_of(conversation_id, counts[t])) for t in wanted]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        if since is not None:
+            found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
+            starts = {tp: (hit.offset if hit else ends[tp]) for tp, hit in found.items()}
+        for tp in partitions:
+            consumer.seek(tp, max(starts[tp], from_offset or 0))
+        records = await _read_until(consumer, ends, to_offset)
+    finally:
+        await consumer.stop()
+    key = conversation_id.encode()
+    chosen = [
+        Replayed(r.topic, r.partition, r.offset, r.timestamp, conversation_id, _decode(r.value))
+        for r in records
+        if r.key == key and (until is None or r.timestamp <= until * 1000)
+    ]
+    return sorted(chosen, key=lambda r: (r.timestamp_ms, wanted.index(r.topic), r.offset))
+
+
+async def _read_until(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], to_offset: int | None
+) -> list[Any]:
+    records: list[Any] = []
+    stops = {tp: end if to_offset is None else min(end, to_offset + 1) for tp, end in ends.items()}
+    pending = {tp for tp in stops if await consumer.position(tp) < stops[tp]}
+    while pending:
+        batch = await consumer.getmany(*pending, timeout_ms=1000)
+        for tp, messages in batch.items():
+            records += [m for m in messages if m.offset < stops[tp]]
+        pending = {tp for tp in pending if await consumer.position(tp) < stops[tp]}
+    return records
+
+
+async def redrive(
+    settings: Settings, dead_letter_topic: str, *, dry_run: bool = False
+) -> list[DeadLetter]:
+    """Put every dead letter not yet re-driven back on its source topic; returns them."""
+    if not dead_letter_topic.endswith(".dlq") or dead_letter_topic not in contract_topics():
+        raise ValueError(f"{dead_letter_topic} is not a dead-letter topic of the contract")
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=REDRIVE_GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    letters: list[DeadLetter] = []
+    try:
+        partitions = list(consumer.assignment())
+        deadline = time.monotonic() + 30
+        while not partitions:  # wait for the group to assign the topic's partitions
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partitions of {dead_letter_topic} were assigned")
+            await consumer.getmany(timeout_ms=200)
+            partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        for record in await _read_until(consumer, ends, None):
+            letter = DeadLetter.loads(record.value, serializer="json")
+            if not dry_run:
+                await producer.send_and_wait(
+                    letter.source_topic, key=letter.key.encode(), value=letter.value.encode()
+                )
+            letters.append(letter)
+        if not dry_run:
+            await consumer.commit({tp: ends[tp] for tp in partitions})
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return letters
