@@ -69,8 +69,10 @@ async def handle_outbound(
             )
         return
     document = _document(message, "accepted")
-    await deps.store.insert_message(document)
-    if await deps.store.delivery(message.message_id) is not None:
+    # A message stored just now cannot have been routed yet; only a redelivered one is looked up
+    # (FerretDB scans the collection to find an id that is not there).
+    first_time = await deps.store.insert_message(document)
+    if not first_time and await deps.store.delivery(message.message_id) is not None:
         return  # a redelivery of a message already routed
     await _route(message, deps)
     await deps.store.record_delivery(

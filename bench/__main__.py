@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from bench import gateway
+import tempfile
+from pathlib import Path
+
+from bench import gateway, pipeline
 from core.settings import Settings
+from infra.stack import down, up
 
 
 def main() -> None:
     settings = Settings()
     print(gateway.report(gateway.run(settings)), flush=True)
+    started = up(settings, ["kafka", "ferretdb", "redis"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as logs:
+            print(pipeline.report(pipeline.run(settings, Path(logs))), flush=True)
+    finally:
+        if started:
+            down(settings, started)
 
 
 if __name__ == "__main__":

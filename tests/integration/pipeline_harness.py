@@ -19,12 +19,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core import ids
-from core.database import new_mongo_client
+from core.database import Document, new_mongo_client
 from core.settings import Settings
 from streams.records import (
     AgentRequest,
@@ -152,18 +152,15 @@ async def create_application(
     return application_id
 
 
-class Responder:
-    """Stands in for the AI stage: answers each request of the test's conversations once."""
+class _Background:
+    """Runs ``_run`` as a task for the length of an ``async with`` block."""
 
-    def __init__(self, settings: Settings, conversations: set[str], delay_s: float = 0.0) -> None:
+    def __init__(self, settings: Settings, conversations: set[str]) -> None:
         self.settings = settings
         self.conversations = conversations
-        self.delay_s = delay_s
-        self.requests: dict[str, AgentRequest] = {}
-        self.got_request = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Responder:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -172,6 +169,19 @@ class Responder:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Responder(_Background):
+    """Stands in for the AI stage: answers each request of the test's conversations once."""
+
+    def __init__(self, settings: Settings, conversations: set[str], delay_s: float = 0.0) -> None:
+        super().__init__(settings, conversations)
+        self.delay_s = delay_s
+        self.requests: dict[str, AgentRequest] = {}
+        self.got_request = asyncio.Event()
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -219,24 +229,12 @@ class Responder:
             await producer.stop()
 
 
-class Collector:
+class Collector(_Background):
     """Reads platform.outbound (what would reach users) for the test's conversations."""
 
     def __init__(self, settings: Settings, conversations: set[str]) -> None:
-        self.settings = settings
-        self.conversations = conversations
+        super().__init__(settings, conversations)
         self.sends: dict[str, list[PlatformSend]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Collector:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -322,3 +320,17 @@ async def wait_for_event(
     finally:
         await consumer.stop()
     raise AssertionError(f"{seen} of {count} {kind} events for {conversation_id}")
+
+
+async def documents(settings: Settings, collection: str, workspace_id: str) -> list[Document]:
+    """A workspace's documents in one collection."""
+    client = new_mongo_client(settings)
+    try:
+        return [
+            doc
+            async for doc in client[settings.mongo_database][collection].find(
+                {"workspace_id": workspace_id}
+            )
+        ]
+    finally:
+        await client.close()

@@ -1,12 +1,11 @@
-"""Worker operations: state survives a restart, and a worker killed mid-stream loses and
-duplicates nothing."""
+"""Worker operations: a worker's table state survives a restart (the crash test is in
+tests/stress)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from core.database import new_mongo_client
 from core.ids import new_id
 from core.settings import Settings
 from tests.integration.pipeline_harness import (
@@ -15,24 +14,10 @@ from tests.integration.pipeline_harness import (
     Responder,
     Worker,
     create_application,
+    documents,
     send_all,
     wait_for_event,
 )
-
-
-async def _documents(
-    settings: Settings, collection: str, workspace_id: str
-) -> list[dict[str, object]]:
-    client = new_mongo_client(settings)
-    try:
-        return [
-            doc
-            async for doc in client[settings.mongo_database][collection].find(
-                {"workspace_id": workspace_id}
-            )
-        ]
-    finally:
-        await client.close()
 
 
 async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> None:
@@ -67,8 +52,8 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
     assert [r.text for r in responder.requests.values()] == ["one", "three"]
     assert [s.text for s in collector.sends[conversation.id]] == ["echo: one", "echo: three"]
     users = sorted(
-        (d for d in await _documents(settings, "messages", workspace) if d["role"] == "user"),
-        key=lambda d: d["seq"],  # type: ignore[arg-type,return-value]
+        (d for d in await documents(settings, "messages", workspace) if d["role"] == "user"),
+        key=lambda d: d["seq"],
     )
     # The inbound counter was recovered from the changelog: numbering goes on where it was.
     assert [(d["text"], d["seq"]) for d in users] == [("one", 1), ("two", 2), ("three", 3)]

@@ -11,7 +11,6 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from core.database import new_mongo_client
 from core.ids import new_id
 from core.settings import Settings
 from tests.integration.pipeline_harness import (
@@ -20,23 +19,9 @@ from tests.integration.pipeline_harness import (
     Responder,
     Worker,
     create_application,
+    documents,
     send_all,
 )
-
-
-async def _documents(
-    settings: Settings, collection: str, workspace_id: str
-) -> list[dict[str, object]]:
-    client = new_mongo_client(settings)
-    try:
-        return [
-            doc
-            async for doc in client[settings.mongo_database][collection].find(
-                {"workspace_id": workspace_id}
-            )
-        ]
-    finally:
-        await client.close()
 
 
 async def test_killed_worker_loses_and_duplicates_nothing(
@@ -70,8 +55,8 @@ async def test_killed_worker_loses_and_duplicates_nothing(
         for worker in (survivor, victim):
             worker.stop()
 
-    stored = Counter(d["_id"] for d in await _documents(settings, "messages", workspace))
-    deliveries = Counter(d["_id"] for d in await _documents(settings, "deliveries", workspace))
+    stored = Counter(d["_id"] for d in await documents(settings, "messages", workspace))
+    deliveries = Counter(d["_id"] for d in await documents(settings, "deliveries", workspace))
     routed = Counter(s.message_id for sends in collector.sends.values() for s in sends)
     for conversation in conversations:
         for message in sent[conversation.id]:
