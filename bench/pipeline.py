@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from core import ids
 from core.database import new_mongo_client
 from core.settings import Settings
-from streams.records import AgentRequest, InboundMessage, OutboundMessage, decode, encode
+from streams.records import AgentRequest, InboundMessage, bot_answer, decode, encode
 
 CONVERSATIONS = 200
 BURST = 2000
@@ -135,23 +135,7 @@ async def _respond(
 def _answer(raw: bytes) -> bytes:
     request = decode(raw)
     assert isinstance(request, AgentRequest)
-    return encode(
-        OutboundMessage(
-            message_id=ids.answer_id(request.request_id),
-            conversation_id=request.conversation_id,
-            workspace_id=request.workspace_id,
-            application_id=request.application_id,
-            channel=request.channel,
-            channel_id=request.channel_id,
-            chat_id=request.chat_id,
-            created_at=time.time(),
-            sender_role="bot",
-            in_reply_to=request.message_id,
-            request_id=request.request_id,
-            text=request.text,
-            mode_epoch=request.mode_epoch,
-        )
-    )
+    return encode(bot_answer(request, request.text, created_at=time.time()))
 
 
 def _pipeline_codec(workspace: str, application: str) -> tuple[Encode, ArrivalId]:

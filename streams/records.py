@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional  # noqa: UP035
 import faust
 from faust.models.base import maybe_model
 
+from core.ids import answer_id
+
 SCHEMA_VERSION = 1
 
 
@@ -68,6 +70,26 @@ class OutboundMessage(PipelineRecord, namespace="switchboard.OutboundMessage"):
     request_id: str = ""
     text: str = ""
     mode_epoch: int = 0  # for bot answers: the epoch of the request being answered
+
+
+def bot_answer(request: AgentRequest, text: str, *, created_at: float) -> OutboundMessage:
+    """The bot's answer to ``request``: its id comes from the request's, so a retry repeats it."""
+    return OutboundMessage(
+        message_id=answer_id(request.request_id),
+        conversation_id=request.conversation_id,
+        workspace_id=request.workspace_id,
+        application_id=request.application_id,
+        channel=request.channel,
+        channel_id=request.channel_id,
+        chat_id=request.chat_id,
+        created_at=created_at,
+        trace_id=request.trace_id,
+        sender_role="bot",
+        in_reply_to=request.message_id,
+        request_id=request.request_id,
+        text=text,
+        mode_epoch=request.mode_epoch,
+    )
 
 
 class PlatformSend(PipelineRecord, namespace="switchboard.PlatformSend"):

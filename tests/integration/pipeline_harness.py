@@ -30,8 +30,8 @@ from streams.records import (
     AgentRequest,
     ConversationCommand,
     InboundMessage,
-    OutboundMessage,
     PlatformSend,
+    bot_answer,
     decode,
     encode,
 )
@@ -205,22 +205,7 @@ class Responder(_Background):
                 self.got_request.set()
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-                answer = OutboundMessage(
-                    message_id=ids.answer_id(request.request_id),
-                    conversation_id=request.conversation_id,
-                    workspace_id=request.workspace_id,
-                    application_id=request.application_id,
-                    channel=request.channel,
-                    channel_id=request.channel_id,
-                    chat_id=request.chat_id,
-                    created_at=time.time(),
-                    trace_id=request.trace_id,
-                    sender_role="bot",
-                    in_reply_to=request.message_id,
-                    request_id=request.request_id,
-                    text=f"echo: {request.text}",
-                    mode_epoch=request.mode_epoch,
-                )
+                answer = bot_answer(request, f"echo: {request.text}", created_at=time.time())
                 await producer.send_and_wait(
                     "messages.outbound", key=record.key, value=encode(answer)
                 )

@@ -4,10 +4,13 @@ from typing import Any
 
 import pytest
 
+from core.ids import answer_id
 from streams.records import (
+    AgentRequest,
     ConversationCommand,
     InboundMessage,
     UndecodableRecord,
+    bot_answer,
     decode,
     encode,
 )
@@ -52,3 +55,12 @@ def test_newer_fields_and_versions_still_parse() -> None:
 def test_poison_is_refused(raw: bytes) -> None:
     with pytest.raises(UndecodableRecord):
         decode(raw)
+
+
+def test_a_bot_answer_is_the_same_for_a_retried_request() -> None:
+    request = AgentRequest(**ENVELOPE, request_id="rq_1", text="hi", mode_epoch=3)
+    first = bot_answer(request, "hello", created_at=1.0)
+    again = bot_answer(request, "hello", created_at=2.0)
+    assert first.message_id == again.message_id == answer_id("rq_1")
+    assert (first.in_reply_to, first.mode_epoch, first.sender_role) == ("m1", 3, "bot")
+    assert first.conversation_id == request.conversation_id
