@@ -27,15 +27,7 @@ from tables.conversations import ConversationState, conversation_state
 
 def _document(message: OutboundMessage, status: str) -> dict[str, Any]:
     return {
-        "message_id": message.message_id,
-        "conversation_id": message.conversation_id,
-        "workspace_id": message.workspace_id,
-        "application_id": message.application_id,
-        "channel": message.channel,
-        "channel_id": message.channel_id,
-        "chat_id": message.chat_id,
-        "created_at": message.created_at or time.time(),
-        "trace_id": message.trace_id,
+        **message.envelope(message.message_id, message.created_at or time.time()),
         "role": message.sender_role,
         "sender_id": message.sender_id,
         "in_reply_to": message.in_reply_to,
@@ -102,15 +94,7 @@ async def _route(message: OutboundMessage, deps: PipelineDeps) -> None:
         )
         return
     send = PlatformSend(
-        message_id=message.message_id,
-        conversation_id=message.conversation_id,
-        workspace_id=message.workspace_id,
-        application_id=message.application_id,
-        channel=message.channel,
-        channel_id=message.channel_id,
-        chat_id=message.chat_id,
-        created_at=time.time(),
-        trace_id=message.trace_id,
+        **message.envelope(message.message_id, time.time()),
         text=message.text,
         sender_role=message.sender_role,
         in_reply_to=message.in_reply_to,

@@ -42,17 +42,7 @@ MODES_AFTER = {"takeover": "human", "release": "bot", "close": "closed"}
 
 
 def _envelope(record: PipelineRecord, message_id: str) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "conversation_id": record.conversation_id,
-        "workspace_id": record.workspace_id,
-        "application_id": record.application_id,
-        "channel": record.channel,
-        "channel_id": record.channel_id,
-        "chat_id": record.chat_id,
-        "created_at": time.time(),
-        "trace_id": record.trace_id,
-    }
+    return record.envelope(message_id, time.time())
 
 
 async def emit_event(record: PipelineRecord, kind: str, subject_id: str, **fields: Any) -> None:

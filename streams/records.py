@@ -32,6 +32,20 @@ class PipelineRecord(faust.Record, abstract=True, serializer="json"):
     trace_id: str = ""
     version: int = SCHEMA_VERSION
 
+    def envelope(self, message_id: str, created_at: float) -> Dict[str, Any]:  # noqa: UP006
+        """This record's conversation, tenant, channel and trace, for a record made from it."""
+        return {
+            "message_id": message_id,
+            "conversation_id": self.conversation_id,
+            "workspace_id": self.workspace_id,
+            "application_id": self.application_id,
+            "channel": self.channel,
+            "channel_id": self.channel_id,
+            "chat_id": self.chat_id,
+            "created_at": created_at,
+            "trace_id": self.trace_id,
+        }
+
 
 class InboundMessage(PipelineRecord, namespace="switchboard.InboundMessage"):
     """A user's message from any channel, normalized at ingress."""
@@ -75,15 +89,7 @@ class OutboundMessage(PipelineRecord, namespace="switchboard.OutboundMessage"):
 def bot_answer(request: AgentRequest, text: str, *, created_at: float) -> OutboundMessage:
     """The bot's answer to ``request``: its id comes from the request's, so a retry repeats it."""
     return OutboundMessage(
-        message_id=answer_id(request.request_id),
-        conversation_id=request.conversation_id,
-        workspace_id=request.workspace_id,
-        application_id=request.application_id,
-        channel=request.channel,
-        channel_id=request.channel_id,
-        chat_id=request.chat_id,
-        created_at=created_at,
-        trace_id=request.trace_id,
+        **request.envelope(answer_id(request.request_id), created_at),
         sender_role="bot",
         in_reply_to=request.message_id,
         request_id=request.request_id,
