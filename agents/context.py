@@ -15,6 +15,7 @@ from core.applications import ApplicationDirectory
 from core.cache import new_redis
 from core.conversation_store import ConversationStore
 from core.database import Document, database, new_mongo_client
+from core.delivery_marks import DeliveryMarks
 from core.realtime import RealtimeEmitter
 from core.settings import Settings
 
@@ -26,6 +27,7 @@ class PipelineDeps:
     store: ConversationStore
     applications: ApplicationDirectory
     realtime: RealtimeEmitter
+    marks: DeliveryMarks
 
 
 async def build_deps(settings: Settings) -> PipelineDeps:
@@ -33,12 +35,14 @@ async def build_deps(settings: Settings) -> PipelineDeps:
     db = database(mongo, settings)
     store = ConversationStore(db)
     await store.ensure_indexes()
+    redis = new_redis(settings)
     return PipelineDeps(
         settings=settings,
         mongo=mongo,
         store=store,
-        applications=ApplicationDirectory(db, new_redis(settings)),
+        applications=ApplicationDirectory(db, redis),
         realtime=RealtimeEmitter(settings),
+        marks=DeliveryMarks(redis),
     )
 
 

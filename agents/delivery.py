@@ -2,7 +2,8 @@
 
 messages.outbound → platform.outbound, conversation.events; pushes to the socket service
 through Redis for web conversations. Key: conversation id. Side effects: the message in MongoDB
-(idempotent by id, with its delivery status); reads the conversation-state table.
+(idempotent by id, with its delivery status), a delivery mark in Redis (see
+``core.delivery_marks``); reads the conversation-state table.
 
 A bot answer made for an earlier mode epoch (an operator took over, or the conversation was
 closed, after the user's message was sent to the bot) is not delivered: it is stored as
@@ -11,13 +12,17 @@ closed, after the user's message was sent to the bot) is not delivered: it is st
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from agents.batches import BatchScope, Send, publish_all, run_batches
 from agents.context import PipelineDeps, deps_of
-from agents.failures import handle_safely, publish
-from agents.message_process import emit_event
+from agents.message_process import event_of
+from core.database import Document
 from core.errors import ValidationFailed
 from streams.app import app
 from streams.records import OutboundMessage, PlatformSend, decode
@@ -25,8 +30,13 @@ from streams.topics import messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
 
 
-def _document(message: OutboundMessage, status: str) -> dict[str, Any]:
+def _document(plan: Delivery) -> Document:
+    message = plan.message
+    status = "delivered" if message.channel == "web" else "routed"
+    if plan.stale:
+        status = "suppressed"
     return {
+        "_id": message.message_id,
         **message.envelope(message.message_id, message.created_at or time.time()),
         "role": message.sender_role,
         "sender_id": message.sender_id,
@@ -44,75 +54,99 @@ def is_stale(message: OutboundMessage, state: ConversationState | None) -> bool:
     return state is None or state.mode != "bot" or state.epoch != message.mode_epoch
 
 
-async def handle_outbound(
-    message: OutboundMessage, deps: PipelineDeps, table: Mapping[str, Any]
-) -> None:
-    state: ConversationState | None = table.get(message.conversation_id)
-    if state is not None and state.workspace_id != message.workspace_id:
-        raise ValidationFailed("message names a conversation of another workspace")
-    if is_stale(message, state):
-        if await deps.store.insert_message(_document(message, "suppressed")):
-            await emit_event(
-                message,
-                "message.suppressed",
-                message.message_id,
-                mode=state.mode if state else "",
-                data={"text": message.text},
-            )
-        return
-    document = _document(message, "accepted")
-    # A message stored just now cannot have been routed yet; only a redelivered one is looked up
-    # (FerretDB scans the collection to find an id that is not there).
-    first_time = await deps.store.insert_message(document)
-    if not first_time and await deps.store.delivery(message.message_id) is not None:
-        return  # a redelivery of a message already routed
-    await _route(message, deps)
-    await deps.store.record_delivery(
-        document, "delivered" if message.channel == "web" else "routed"
-    )
-    await emit_event(
-        message,
-        "message.created",
-        message.message_id,
-        mode=state.mode if state else "",
-        data={"role": message.sender_role, "text": message.text},
-    )
+@dataclass(frozen=True)
+class Delivery:
+    message: OutboundMessage
+    stale: bool
+    mode: str  # the conversation's mode when the message was planned
 
 
-async def _route(message: OutboundMessage, deps: PipelineDeps) -> None:
-    if message.channel == "web":
-        await deps.realtime.to_conversation(
-            message.conversation_id,
-            "message",
-            {
-                "id": message.message_id,
-                "conversation_id": message.conversation_id,
-                "role": message.sender_role,
-                "text": message.text,
-                "created_at": message.created_at,
-            },
+@dataclass
+class DeliveryStage:
+    """The stage: checks each message against the table, then hands a batch to its channels."""
+
+    deps: PipelineDeps
+    table: Mapping[str, Any]
+    name: str = "delivery"
+
+    async def plan(self, raw: bytes, batch: BatchScope) -> Delivery:
+        message = decode(raw)
+        if not isinstance(message, OutboundMessage):
+            raise ValidationFailed(f"{type(message).__name__} does not belong on messages.outbound")
+        state: ConversationState | None = self.table.get(message.conversation_id)
+        if state is not None and state.workspace_id != message.workspace_id:
+            raise ValidationFailed("message names a conversation of another workspace")
+        return Delivery(message, is_stale(message, state), state.mode if state else "")
+
+    async def apply(self, plans: Sequence[Delivery]) -> None:
+        live = list({p.message.message_id: p for p in plans if not p.stale}.values())
+        already = await self.deps.marks.delivered(p.message.message_id for p in live)
+        to_route = [p.message for p in live if p.message.message_id not in already]
+        await asyncio.gather(
+            publish_all([_platform_send(m) for m in to_route if m.channel != "web"]),
+            self._push_to_web([m for m in to_route if m.channel == "web"]),
         )
-        return
+        await self.deps.marks.mark(m.message_id for m in to_route)
+        stored = await self.deps.store.insert_messages([_document(p) for p in plans])
+        events = []
+        for plan in plans:
+            message = plan.message
+            if plan.stale and message.message_id in stored:
+                events.append(
+                    event_of(
+                        message,
+                        "message.suppressed",
+                        message.message_id,
+                        mode=plan.mode,
+                        data={"text": message.text},
+                    )
+                )
+        mode_of = {p.message.message_id: p.mode for p in live}
+        events.extend(
+            event_of(
+                m,
+                "message.created",
+                m.message_id,
+                mode=mode_of[m.message_id],
+                data={"role": m.sender_role, "text": m.text},
+            )
+            for m in to_route
+        )
+        await publish_all(events)
+
+    async def _push_to_web(self, messages: Sequence[OutboundMessage]) -> None:
+        """Push to socket.io clients: in order within a conversation, concurrently across them."""
+        by_conversation: dict[str, list[OutboundMessage]] = defaultdict(list)
+        for message in messages:
+            by_conversation[message.conversation_id].append(message)
+
+        async def push_in_order(queue: list[OutboundMessage]) -> None:
+            for message in queue:
+                await self.deps.realtime.to_conversation(
+                    message.conversation_id,
+                    "message",
+                    {
+                        "id": message.message_id,
+                        "conversation_id": message.conversation_id,
+                        "role": message.sender_role,
+                        "text": message.text,
+                        "created_at": message.created_at,
+                    },
+                )
+
+        await asyncio.gather(*(push_in_order(queue) for queue in by_conversation.values()))
+
+
+def _platform_send(message: OutboundMessage) -> Send:
     send = PlatformSend(
         **message.envelope(message.message_id, time.time()),
         text=message.text,
         sender_role=message.sender_role,
         in_reply_to=message.in_reply_to,
     )
-    await publish(platform_outbound, message.conversation_id, send)
-
-
-async def handle_record(raw: bytes, deps: PipelineDeps, table: Mapping[str, Any]) -> None:
-    record = decode(raw)
-    if not isinstance(record, OutboundMessage):
-        raise ValidationFailed(f"{type(record).__name__} does not belong on messages.outbound")
-    await handle_outbound(record, deps, table)
+    return Send(platform_outbound, message.conversation_id, send)
 
 
 @app.agent(messages_outbound)
 async def delivery(stream: Any) -> None:
-    deps = await deps_of(app)
-    async for event in stream.events():
-        await handle_safely(
-            event, "delivery", lambda raw: handle_record(raw, deps, conversation_state)
-        )
+    await run_batches(stream, DeliveryStage(await deps_of(app), conversation_state))

@@ -1,10 +1,10 @@
 """Per-message failure handling shared by every agent.
 
-Faust acks a message whose agent raised, so nothing may escape an agent's loop: each record is
-handled inside ``handle_safely``, which retries transient failures (a backing service that is
-briefly away) with bounded, jittered backoff, and moves anything else — or a transient failure
-that outlasts the retries — to ``<topic>.dlq`` with the reason, key, offset and attempts. The
-partition then moves on: a poison record never blocks the ones behind it.
+Faust acks a message whose agent raised, so nothing may escape an agent's loop: every step runs
+inside ``with_retries``, which retries transient failures (a backing service that is briefly
+away) with bounded, jittered backoff, and a record that fails anyway — persistently, or past
+its retries — goes to ``<topic>.dlq`` with the reason, key, offset and attempts. The partition
+then moves on: a poison record never blocks the ones behind it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, WTimeoutError
@@ -26,6 +26,8 @@ from streams.records import DeadLetter, encode
 from streams.topics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     AutoReconnect,
@@ -63,45 +65,38 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT)
 
 
-async def publish(topic: Any, key: str, record: Any) -> None:
-    """Produce and wait for the broker's ack, so the input is committed only after the output."""
-    pending = await topic.send(key=key, value=encode(record))
-    await pending
+class GaveUp(Exception):
+    """An action that failed for good: a persistent error, or a transient one past its retries."""
+
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
 
 
-async def handle_safely(
-    event: Any,
-    stage: str,
-    handler: Callable[[bytes], Awaitable[None]],
-    policy: RetryPolicy = DEFAULT_POLICY,
-) -> None:
-    """Run ``handler`` on one event's value: retried while transient, else dead-lettered."""
-    message = event.message
+async def with_retries(
+    action: Callable[[], Awaitable[T]], what: str, policy: RetryPolicy = DEFAULT_POLICY
+) -> T:
+    """Run ``action``, again after a transient failure (bounded, jittered backoff); or give up."""
     attempt = 0
     while True:
         attempt += 1
         try:
-            await handler(message.value)
-            return
+            return await action()
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if is_transient(error) and attempt < policy.attempts:
-                delay = policy.delay(attempt)
-                log.warning(
-                    "%s: transient failure on %s[%d]@%d (attempt %d), retrying in %.2fs: %r",
-                    stage,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    attempt,
-                    delay,
-                    error,
-                )
-                await asyncio.sleep(delay)
-                continue
-            await dead_letter(event, stage, error, attempt)
-            return
+            if not (is_transient(error) and attempt < policy.attempts):
+                raise GaveUp(error, attempt) from error
+            delay = policy.delay(attempt)
+            log.warning(
+                "%s: transient failure (attempt %d), retrying in %.2fs: %r",
+                what,
+                attempt,
+                delay,
+                error,
+            )
+            await asyncio.sleep(delay)
 
 
 async def dead_letter(event: Any, stage: str, error: BaseException, attempts: int) -> None:
@@ -139,7 +134,8 @@ async def dead_letter(event: Any, stage: str, error: BaseException, attempts: in
     while True:
         attempt += 1
         try:
-            await publish(DEAD_LETTERS[f"{message.topic}.dlq"], key, letter)
+            pending = await DEAD_LETTERS[f"{message.topic}.dlq"].send(key=key, value=encode(letter))
+            await pending
             return
         except Exception as publish_error:
             if not is_transient(publish_error):

@@ -11,12 +11,15 @@ the table remembers which records it applied, and downstream stages ignore ids t
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+from agents.batches import BatchScope, Send, publish_all, run_batches
 from agents.context import PipelineDeps, deps_of
-from agents.failures import handle_safely, publish
 from core import ids
+from core.applications import UnknownApplication
+from core.database import Document
 from core.errors import NotFound, PermissionDenied, ValidationFailed
 from streams.app import app
 from streams.records import (
@@ -45,14 +48,29 @@ def _envelope(record: PipelineRecord, message_id: str) -> dict[str, Any]:
     return record.envelope(message_id, time.time())
 
 
-async def emit_event(record: PipelineRecord, kind: str, subject_id: str, **fields: Any) -> None:
+def event_of(record: PipelineRecord, kind: str, subject_id: str, **fields: Any) -> Send:
+    """A conversation event about ``subject_id``, for operators' live feed."""
     event = ConversationEvent(
         **_envelope(record, ids.event_id(subject_id, kind)),
         type=kind,
         subject_id=subject_id,
         **fields,
     )
-    await publish(conversation_events, record.conversation_id, event)
+    return Send(conversation_events, record.conversation_id, event)
+
+
+@dataclass
+class Effects:
+    """What one record writes, applied together with the rest of its batch."""
+
+    #: The conversation's document, to create if it does not exist yet ...
+    conversation: Document | None = None
+    #: ... and what to announce if this record is what created it.
+    on_created: list[Send] = field(default_factory=list)
+    #: The conversation's id and the fields to set on its document (a mode change: rare).
+    conversation_update: tuple[str, dict[str, Any]] | None = None
+    messages: list[Document] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
 
 
 def new_state(record: PipelineRecord) -> ConversationState:
@@ -66,25 +84,45 @@ def new_state(record: PipelineRecord) -> ConversationState:
     )
 
 
-def _conversation_fields(state: ConversationState) -> dict[str, Any]:
+def conversation_document(state: ConversationState) -> Document:
     return {
+        "_id": state.conversation_id,
         "conversation_id": state.conversation_id,
         "workspace_id": state.workspace_id,
         "application_id": state.application_id,
         "channel": state.channel,
         "channel_id": state.channel_id,
         "chat_id": state.chat_id,
+        "mode": state.mode,
     }
 
 
-async def handle_inbound(message: InboundMessage, deps: PipelineDeps, table: StateTable) -> None:
-    await deps.applications.get(message.application_id, message.workspace_id)
+async def application_of(record: PipelineRecord, deps: PipelineDeps, batch: BatchScope) -> Document:
+    """The record's application, looked up once per batch (an unknown one raises each time)."""
+    key = ("application", record.application_id, record.workspace_id)
+    found = batch.lookups.get(key)
+    if found is None:
+        try:
+            found = await deps.applications.get(record.application_id, record.workspace_id)
+        except UnknownApplication as unknown:
+            found = unknown
+        batch.lookups[key] = found
+    if isinstance(found, UnknownApplication):
+        raise UnknownApplication(str(found))
+    return cast(Document, found)
+
+
+def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
     state: ConversationState | None = table.get(message.conversation_id)
+    effects = Effects()
     if state is None:
         state = new_state(message)
+        redelivered = False
     elif state.workspace_id != message.workspace_id:
         raise PermissionDenied("message names a conversation of another workspace")
-    redelivered = state.seen(message.message_id)
+    else:
+        redelivered = state.seen(message.message_id)
+    fresh = state.inbound_count == 0
     if not redelivered:
         if state.mode == "closed":  # a user writing again reopens the conversation with the bot
             state.mode, state.epoch = "bot", state.epoch + 1
@@ -94,10 +132,14 @@ async def handle_inbound(message: InboundMessage, deps: PipelineDeps, table: Sta
         state.remember(message.message_id, seq=state.inbound_count)
         table[message.conversation_id] = state
 
-    if await deps.store.create_conversation(_conversation_fields(state), mode=state.mode):
-        await emit_event(message, "conversation.created", message.conversation_id, mode=state.mode)
-    await deps.store.insert_message(
+    if fresh or redelivered:  # otherwise the conversation's document is known to exist
+        effects.conversation = conversation_document(state)
+        effects.on_created.append(
+            event_of(message, "conversation.created", message.conversation_id, mode=state.mode)
+        )
+    effects.messages.append(
         {
+            "_id": message.message_id,
             **_envelope(message, message.message_id),
             "created_at": message.created_at or time.time(),
             "role": "user",
@@ -110,12 +152,14 @@ async def handle_inbound(message: InboundMessage, deps: PipelineDeps, table: Sta
             "status": "received",
         }
     )
-    await emit_event(
-        message,
-        "message.created",
-        message.message_id,
-        mode=state.mode,
-        data={"role": "user", "text": message.text},
+    effects.sends.append(
+        event_of(
+            message,
+            "message.created",
+            message.message_id,
+            mode=state.mode,
+            data={"role": "user", "text": message.text},
+        )
     )
     if state.mode == "bot":
         request = AgentRequest(
@@ -125,12 +169,11 @@ async def handle_inbound(message: InboundMessage, deps: PipelineDeps, table: Sta
             context=list(state.context or []),
             mode_epoch=state.epoch,
         )
-        await publish(agent_requests, message.conversation_id, request)
+        effects.sends.append(Send(agent_requests, message.conversation_id, request))
+    return effects
 
 
-async def handle_command(
-    command: ConversationCommand, deps: PipelineDeps, table: StateTable
-) -> None:
+def plan_command(command: ConversationCommand, table: StateTable) -> Effects:
     state: ConversationState | None = table.get(command.conversation_id)
     if state is None or state.workspace_id != command.workspace_id:
         raise NotFound(f"conversation {command.conversation_id} does not exist")
@@ -140,24 +183,31 @@ async def handle_command(
         _apply(command, state)
         state.remember(command.message_id)
         table[command.conversation_id] = state
-    await deps.store.set_conversation(
-        command.conversation_id, mode=state.mode, assignee_id=state.assignee_id
+    effects = Effects(
+        conversation_update=(
+            command.conversation_id,
+            {"mode": state.mode, "assignee_id": state.assignee_id},
+        )
     )
     if command.action == "assign":
-        await emit_event(
-            command,
-            "conversation.assigned",
-            command.message_id,
-            mode=state.mode,
-            data={"assignee_id": state.assignee_id},
+        effects.sends.append(
+            event_of(
+                command,
+                "conversation.assigned",
+                command.message_id,
+                mode=state.mode,
+                data={"assignee_id": state.assignee_id},
+            )
         )
     else:
-        await emit_event(
-            command,
-            "mode.changed",
-            command.message_id,
-            mode=state.mode,
-            data={"action": command.action, "operator_id": command.operator_id},
+        effects.sends.append(
+            event_of(
+                command,
+                "mode.changed",
+                command.message_id,
+                mode=state.mode,
+                data={"action": command.action, "operator_id": command.operator_id},
+            )
         )
     if command.action == "reply":
         reply = OutboundMessage(
@@ -167,7 +217,8 @@ async def handle_command(
             text=command.text,
             mode_epoch=state.epoch,
         )
-        await publish(messages_outbound, command.conversation_id, reply)
+        effects.sends.append(Send(messages_outbound, command.conversation_id, reply))
+    return effects
 
 
 def _apply(command: ConversationCommand, state: ConversationState) -> None:
@@ -188,20 +239,40 @@ def _apply(command: ConversationCommand, state: ConversationState) -> None:
     state.last_activity = time.time()
 
 
-async def handle_record(raw: bytes, deps: PipelineDeps, table: StateTable) -> None:
-    record = decode(raw)
-    if isinstance(record, InboundMessage):
-        await handle_inbound(record, deps, table)
-    elif isinstance(record, ConversationCommand):
-        await handle_command(record, deps, table)
-    else:
+@dataclass
+class MessageProcess:
+    """The stage: plans each record against the table, then writes a batch's effects at once."""
+
+    deps: PipelineDeps
+    table: StateTable
+    name: str = "message-process"
+
+    async def plan(self, raw: bytes, batch: BatchScope) -> Effects:
+        record = decode(raw)
+        if isinstance(record, InboundMessage):
+            await application_of(record, self.deps, batch)
+            return plan_inbound(record, self.table)
+        if isinstance(record, ConversationCommand):
+            return plan_command(record, self.table)
         raise ValidationFailed(f"{type(record).__name__} does not belong on this topic")
+
+    async def apply(self, plans: Sequence[Effects]) -> None:
+        store = self.deps.store
+        new = [p.conversation for p in plans if p.conversation]
+        created = await store.create_conversations(new)
+        announce: list[Send] = []
+        for effects in plans:
+            conversation = effects.conversation
+            if conversation is not None and conversation["_id"] in created:
+                created.discard(conversation["_id"])  # announced once, by its first record
+                announce.extend(effects.on_created)
+        updates = dict(p.conversation_update for p in plans if p.conversation_update)
+        for conversation_id, fields in updates.items():
+            await store.set_conversation(conversation_id, **fields)
+        await store.insert_messages([m for p in plans for m in p.messages])
+        await publish_all([*announce, *(s for p in plans for s in p.sends)])
 
 
 @app.agent(message_process_source)
 async def message_process(stream: Any) -> None:
-    deps = await deps_of(app)
-    async for event in stream.events():
-        await handle_safely(
-            event, "message-process", lambda raw: handle_record(raw, deps, conversation_state)
-        )
+    await run_batches(stream, MessageProcess(await deps_of(app), conversation_state))
