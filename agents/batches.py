@@ -56,7 +56,19 @@ async def publish_all(sends: Sequence[Send]) -> None:
     """
     pending: list[Awaitable[Any]] = []
     for send in sends:
-        pending.append(await send.topic.send(key=send.key, value=encode(send.record)))
+        # Straight to the app's producer: Faust's Topic.send adds bookkeeping that cost a third
+        # of a worker's time here, and none of it is used (the ack is awaited below).
+        producer = send.topic.app.producer
+        pending.append(
+            await producer.send(
+                send.topic.get_topic_name(),
+                send.key.encode(),
+                encode(send.record),
+                None,
+                None,
+                None,
+            )
+        )
     await asyncio.gather(*pending)
 
 

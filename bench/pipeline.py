@@ -24,6 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.relay import forward
 from core import ids
 from core.database import new_mongo_client
 from core.settings import Settings
@@ -110,7 +111,11 @@ async def _drive(
 async def _respond(
     settings: Settings, source: str, target: str, answer: Callable[[bytes], bytes]
 ) -> None:
-    """The in-process hop: answer every record at once (the stand-in for the AI stage)."""
+    """The in-process hop: answer every record at once (the stand-in for the AI stage).
+
+    It answers a fetched batch at a time, like the relays, so that it is not what limits either
+    chain.
+    """
     consumer = AIOKafkaConsumer(
         source, bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"bench-responder-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest",
@@ -122,10 +127,8 @@ async def _respond(
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    await (await producer.send(target, key=record.key, value=answer(record.value)))
             if batch:
+                await forward(producer, target, batch, answer)
                 await consumer.commit()
     finally:
         await consumer.stop()

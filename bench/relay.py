@@ -1,8 +1,9 @@
 """A raw aiokafka relay chain: the baseline the pipeline benchmark compares itself with.
 
 ``python -m bench.relay SOURCE:TARGET [SOURCE:TARGET ...]`` forwards every record from each
-source topic to its target with the same key, committing after the produce is acked: the same
-hops and the same delivery guarantee as the pipeline, with no processing and no database.
+source topic to its target with the same key, a fetched batch at a time, committing after the
+broker has acked the batch's produces: the same hops, the same batching and the same delivery
+guarantee as the pipeline, with no processing and no database.
 """
 
 from __future__ import annotations
@@ -11,10 +12,26 @@ import asyncio
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from core.settings import Settings
+
+
+async def forward(
+    producer: AIOKafkaProducer,
+    target: str,
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    transform: Callable[[bytes], bytes],
+) -> None:
+    """Produce every fetched record to ``target``, then wait for all the acks at once."""
+    pending = [
+        await producer.send(target, key=record.key, value=transform(record.value or b""))
+        for records in batch.values()
+        for record in records
+    ]
+    await asyncio.gather(*pending)
 
 
 async def relay(settings: Settings, source: str, target: str, stop: asyncio.Event) -> None:
@@ -31,10 +48,8 @@ async def relay(settings: Settings, source: str, target: str, stop: asyncio.Even
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    await (await producer.send(target, key=record.key, value=record.value))
             if batch:
+                await forward(producer, target, batch, lambda value: value)
                 await consumer.commit()
     finally:
         await consumer.stop()

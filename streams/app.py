@@ -42,6 +42,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # The worker has no HTTP surface of its own; many workers run side by side on one host.
         "web_enabled": False,
         "producer_acks": -1,
+        # Agents hand a whole batch to the producer before awaiting acks: let it fill a few
+        # large produce requests rather than one small request per record.
+        "producer_linger": 0.002,
+        "producer_max_batch_size": 256 * 1024,
         "broker_commit_every": 100,
         "broker_commit_interval": 1.0,
         "stream_wait_empty": False,
