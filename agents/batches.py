@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: The most records one batch takes.
 BATCH_MAX = 500
 #: How long a batch waits for more records: the latency a record pays at a low rate.
-BATCH_WITHIN_S = 0.01
+BATCH_WITHIN_S = 0.003
 
 P = TypeVar("P")
 

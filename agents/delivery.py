@@ -86,33 +86,19 @@ class DeliveryStage:
             publish_all([_platform_send(m) for m in to_route if m.channel != "web"]),
             self._push_to_web([m for m in to_route if m.channel == "web"]),
         )
-        await self.deps.marks.mark(m.message_id for m in to_route)
-        stored = await self.deps.store.insert_messages([_document(p) for p in plans])
-        events = []
+        routed = {m.message_id for m in to_route}
+        events, announced = [], set()
         for plan in plans:
-            message = plan.message
-            if plan.stale and message.message_id in stored:
-                events.append(
-                    event_of(
-                        message,
-                        "message.suppressed",
-                        message.message_id,
-                        mode=plan.mode,
-                        data={"text": message.text},
-                    )
-                )
-        mode_of = {p.message.message_id: p.mode for p in live}
-        events.extend(
-            event_of(
-                m,
-                "message.created",
-                m.message_id,
-                mode=mode_of[m.message_id],
-                data={"role": m.sender_role, "text": m.text},
-            )
-            for m in to_route
+            message_id = plan.message.message_id
+            if (plan.stale or message_id in routed) and message_id not in announced:
+                announced.add(message_id)
+                events.append(_event(plan))
+        # The hand-off is done; what remains is bookkeeping, which may run side by side.
+        await asyncio.gather(
+            self.deps.marks.mark(routed),
+            self.deps.store.insert_messages([_document(p) for p in plans]),
+            publish_all(events),
         )
-        await publish_all(events)
 
     async def _push_to_web(self, messages: Sequence[OutboundMessage]) -> None:
         """Push to socket.io clients: in order within a conversation, concurrently across them."""
@@ -135,6 +121,30 @@ class DeliveryStage:
                 )
 
         await asyncio.gather(*(push_in_order(queue) for queue in by_conversation.values()))
+
+
+def _event(plan: Delivery) -> Send:
+    """What operators see: a bot answer suppressed, or a message handed to its channel.
+
+    A suppressed answer is announced again if its record is redelivered; the event's id is
+    the same, so a consumer drops the repeat.
+    """
+    message = plan.message
+    if plan.stale:
+        return event_of(
+            message,
+            "message.suppressed",
+            message.message_id,
+            mode=plan.mode,
+            data={"text": message.text},
+        )
+    return event_of(
+        message,
+        "message.created",
+        message.message_id,
+        mode=plan.mode,
+        data={"role": message.sender_role, "text": message.text},
+    )
 
 
 def _platform_send(message: OutboundMessage) -> Send:

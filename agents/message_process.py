@@ -10,6 +10,7 @@ the table remembers which records it applied, and downstream stages ignore ids t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -269,8 +270,12 @@ class MessageProcess:
         updates = dict(p.conversation_update for p in plans if p.conversation_update)
         for conversation_id, fields in updates.items():
             await store.set_conversation(conversation_id, **fields)
-        await store.insert_messages([m for p in plans for m in p.messages])
-        await publish_all([*announce, *(s for p in plans for s in p.sends)])
+        # Stored and produced side by side: the AI stage reads its context from the request,
+        # not from the database, and a crash repeats both.
+        await asyncio.gather(
+            store.insert_messages([m for p in plans for m in p.messages]),
+            publish_all([*announce, *(s for p in plans for s in p.sends)]),
+        )
 
 
 @app.agent(message_process_source)
