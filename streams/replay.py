@@ -21,6 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from core.settings import Settings
 from streams.admin import contract_topics
 from streams.records import DeadLetter
+from streams.topics import CHANGELOGS
 
 REDRIVE_GROUP = "switchboard-redrive"
 
@@ -101,7 +102,11 @@ async def conversation_records(
     to_offset: int | None = None,
 ) -> list[Replayed]:
     """Every record of one conversation on the given topics (all contract topics by default)."""
-    counts = contract_topics()
+    counts = {
+        name: spec.partitions
+        for name, spec in contract_topics().items()
+        if spec not in CHANGELOGS  # partitioned by source record, not by key: not replayable
+    }
     wanted = list(topics) if topics else list(counts)
     unknown = [topic for topic in wanted if topic not in counts]
     if unknown:

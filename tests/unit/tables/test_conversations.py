@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tables.conversations import CONTEXT_WINDOW, RECENT_IDS, ConversationState
+from streams.topics import CHANGELOGS, PARTITIONS
+from tables.conversations import CONTEXT_WINDOW, RECENT_IDS, ConversationState, conversation_state
 
 
 def _state() -> ConversationState:
@@ -25,3 +26,10 @@ def test_context_window_is_bounded() -> None:
         state.add_turn("user", f"t{n}", f"m{n}")
     assert len(state.context or []) == CONTEXT_WINDOW
     assert (state.context or [])[-1]["text"] == f"t{CONTEXT_WINDOW + 2}"
+
+
+def test_the_changelog_is_declared_in_the_contract_with_compaction() -> None:
+    declared = {spec.name: spec for spec in CHANGELOGS}
+    name = conversation_state.changelog_topic.get_topic_name()
+    assert declared[name].configs["cleanup.policy"] == "compact"
+    assert declared[name].partitions == PARTITIONS
