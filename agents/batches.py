@@ -111,8 +111,39 @@ def as_current(event: Any) -> Iterator[None]:
 
 async def run_batches(stream: Any, stage: BatchStage[P]) -> None:
     """The body of a batching agent: take, plan, apply, until the stream stops."""
+    continuity = OffsetContinuity(stage.name)
     async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
+        continuity.check(events)
         await handle_batch(events, stage)
+
+
+class OffsetContinuity:
+    """Notices a partition's offsets jumping within one consumer generation.
+
+    The contract's topics are neither compacted nor transactional, so one partition's offsets
+    arrive without holes while the worker keeps the partition: a hole means the consumer
+    skipped records, which would then be committed unprocessed. Logged loudly.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self._stage = stage
+        self._last: dict[Any, tuple[Any, int]] = {}
+
+    def check(self, events: Sequence[Any]) -> None:
+        for event in events:
+            message = event.message
+            generation = getattr(message, "generation_id", None)
+            last = self._last.get(message.tp)
+            if last is not None and last[0] == generation and message.offset > last[1] + 1:
+                log.error(
+                    "%s: %s jumped from offset %d to %d in generation %s",
+                    self._stage,
+                    message.tp,
+                    last[1],
+                    message.offset,
+                    generation,
+                )
+            self._last[message.tp] = (generation, message.offset)
 
 
 DeadLetter = Callable[[Any, str, BaseException, int], Awaitable[None]]

@@ -25,14 +25,14 @@ from agents.message_process import event_of
 from core.database import Document
 from core.errors import ValidationFailed
 from streams.app import app
-from streams.records import OutboundMessage, PlatformSend, decode
+from streams.records import SANDBOX_CHANNEL, OutboundMessage, PlatformSend, decode
 from streams.topics import messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
 
 
 def _document(plan: Delivery) -> Document:
     message = plan.message
-    status = "delivered" if message.channel == "web" else "routed"
+    status = {"web": "delivered", SANDBOX_CHANNEL: "sandboxed"}.get(message.channel, "routed")
     if plan.stale:
         status = "suppressed"
     return {
@@ -52,6 +52,11 @@ def is_stale(message: OutboundMessage, state: ConversationState | None) -> bool:
     if message.sender_role != "bot":
         return False
     return state is None or state.mode != "bot" or state.epoch != message.mode_epoch
+
+
+#: Channels that never go to platform.outbound: the widget is pushed to directly, and a sandbox
+#: goes nowhere.
+LOCAL_CHANNELS = ("web", SANDBOX_CHANNEL)
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,9 @@ class DeliveryStage:
         already = await self.deps.marks.delivered(p.message.message_id for p in live)
         to_route = [p.message for p in live if p.message.message_id not in already]
         await asyncio.gather(
-            publish_all([_platform_send(m) for m in to_route if m.channel != "web"]),
+            publish_all([_platform_send(m) for m in to_route if m.channel not in LOCAL_CHANNELS]),
             self._push_to_web([m for m in to_route if m.channel == "web"]),
+            # A sandbox conversation's answers are stored and announced, never sent.
         )
         routed = {m.message_id for m in to_route}
         events, announced = [], set()

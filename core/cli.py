@@ -108,6 +108,30 @@ def _replay_redrive(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_refeed(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from streams.replay import refeed
+
+    sandbox = args.sandbox or f"sandbox-{int(time.time())}"
+    copies = asyncio.run(
+        refeed(
+            settings,
+            args.conversation_id,
+            sandbox,
+            since=_timestamp(args.since),
+            until=_timestamp(args.until),
+        )
+    )
+    if not copies:
+        print(f"no user messages of {args.conversation_id} to re-feed")
+        return 1
+    print(f"re-fed {len(copies)} message(s) into sandbox {sandbox}")
+    print(f"follow it with: switchboard replay show {copies[0].conversation_id}")
+    return 0
+
+
 def _timestamp(text: str | None) -> float | None:
     """An ISO 8601 time (UTC unless it says otherwise) or seconds since the epoch."""
     if text is None:
@@ -123,7 +147,7 @@ def _timestamp(text: str | None) -> float | None:
 
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = commands.add_parser(
-        "replay", help="read a conversation back from Kafka; re-drive DLQs"
+        "replay", help="read a conversation back from Kafka; re-drive DLQs; re-feed a sandbox"
     )
     actions = replay.add_subparsers(dest="replay_command", required=True, metavar="ACTION")
     show = actions.add_parser("show", help="one conversation's records across all topics, in order")
@@ -139,6 +163,15 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     again.add_argument("dead_letter_topic", help="e.g. messages.inbound.dlq")
     again.add_argument("--dry-run", action="store_true", help="count, send nothing")
     again.set_defaults(handler=_replay_redrive)
+    refeed = actions.add_parser(
+        "refeed",
+        help="send a conversation's user messages again, into a sandbox that sends nothing",
+    )
+    refeed.add_argument("conversation_id")
+    refeed.add_argument("--sandbox", help="sandbox name (default: sandbox-<epoch seconds>)")
+    refeed.add_argument("--since", help="ISO time or epoch seconds")
+    refeed.add_argument("--until", help="ISO time or epoch seconds")
+    refeed.set_defaults(handler=_replay_refeed)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

@@ -35,6 +35,11 @@ def answer_id(request: str) -> str:
     return "bt_" + _digest("answer", request)
 
 
+def sandbox_message_id(sandbox: str, original_id: str) -> str:
+    """A user's message copied into a sandbox (``switchboard replay refeed``)."""
+    return "sbx_" + _digest("sandbox", sandbox, original_id)
+
+
 def event_id(source_id: str, kind: str) -> str:
     return "ev_" + _digest(kind, source_id)
 

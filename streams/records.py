@@ -17,6 +17,10 @@ from core.ids import answer_id
 
 SCHEMA_VERSION = 1
 
+#: The channel of conversations re-fed for debugging (``switchboard replay refeed``): the
+#: pipeline runs them like any other, and the delivery agent sends nothing anywhere for them.
+SANDBOX_CHANNEL = "sandbox"
+
 
 class PipelineRecord(faust.Record, abstract=True, serializer="json"):
     """What every record carries: ids, tenant, channel, time and a trace id."""
@@ -25,7 +29,7 @@ class PipelineRecord(faust.Record, abstract=True, serializer="json"):
     conversation_id: str
     workspace_id: str
     application_id: str
-    channel: str  # web, telegram, messenger, whatsapp, slack
+    channel: str  # web, telegram, messenger, whatsapp, slack; sandbox (replays)
     channel_id: str = ""  # the connected channel; the application id for the web widget
     chat_id: str = ""  # the platform's chat (for the widget: the visitor)
     created_at: float = 0.0  # seconds since the epoch, when the record was produced

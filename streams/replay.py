@@ -1,9 +1,13 @@
-"""Topic replay for debugging: read a conversation back from Kafka, and re-drive dead letters.
+"""Topic replay for debugging: read a conversation back, re-drive dead letters, re-feed a sandbox.
 
 A conversation's records all sit in one partition of each topic (they are keyed by its id), so
 ``show`` reads just that partition of every contract topic, by time or offset range, and
 prints them merged in time order. ``redrive`` puts a dead-letter topic's records back on the
-topic they came from, once: its consumer group remembers how far it got.
+topic they came from, once: its consumer group remembers how far it got. ``refeed`` sends a
+conversation's user messages through the pipeline again as a new conversation on the
+``sandbox`` channel — same tenant and application, ids under a sandbox prefix — so the bot
+answers them as it would today, and the delivery agent stores the answers without sending
+them anywhere.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from core import ids
 from core.settings import Settings
 from streams.admin import contract_topics
-from streams.records import DeadLetter
+from streams.records import SANDBOX_CHANNEL, DeadLetter, InboundMessage, decode, encode
 from streams.topics import CHANGELOGS
 
 REDRIVE_GROUP = "switchboard-redrive"
@@ -190,3 +195,65 @@ async def redrive(
         await producer.stop()
         await consumer.stop()
     return letters
+
+
+async def refeed(
+    settings: Settings,
+    conversation_id: str,
+    sandbox: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[InboundMessage]:
+    """Send the conversation's user messages again, in order, into sandbox ``sandbox``.
+
+    The copies form one new conversation per (conversation, sandbox): re-feeding into the same
+    sandbox again is recognised as a redelivery and changes nothing; a new sandbox name starts
+    afresh.
+    """
+    if not sandbox or any(c.isspace() for c in sandbox):
+        raise ValueError("a sandbox name is one word, such as 'prompt-v2'")
+    originals = await conversation_records(
+        settings, conversation_id, topics=["messages.inbound"], since=since, until=until
+    )
+    copies: list[InboundMessage] = []
+    for original in originals:
+        if not isinstance(original.value, dict):
+            continue  # an undecodable record: the dead-letter topic already has it
+        record = decode(json.dumps(original.value).encode())
+        if not isinstance(record, InboundMessage):
+            continue
+        copies.append(sandboxed(record, sandbox))
+    if not copies:
+        return []
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for copy in copies:
+            await producer.send_and_wait(
+                "messages.inbound", key=copy.conversation_id.encode(), value=encode(copy)
+            )
+    finally:
+        await producer.stop()
+    return copies
+
+
+def sandboxed(message: InboundMessage, sandbox: str) -> InboundMessage:
+    """The copy of a user's message that belongs to sandbox ``sandbox``."""
+    chat = f"{sandbox}:{message.conversation_id}"
+    return InboundMessage(
+        message_id=ids.sandbox_message_id(sandbox, message.message_id),
+        conversation_id=ids.conversation_id(SANDBOX_CHANNEL, sandbox, chat),
+        workspace_id=message.workspace_id,
+        application_id=message.application_id,
+        channel=SANDBOX_CHANNEL,
+        channel_id=sandbox,
+        chat_id=chat,
+        created_at=time.time(),
+        trace_id=message.trace_id,
+        external_id=message.message_id,
+        sender_id=message.sender_id,
+        sender_name=message.sender_name,
+        text=message.text,
+        attachments=message.attachments,
+    )

@@ -18,7 +18,7 @@ from core.cache import new_redis
 from core.database import new_mongo_client
 from core.ids import answer_id, new_id, request_id
 from core.settings import Settings
-from streams.replay import redrive
+from streams.replay import conversation_records, redrive
 from tests.integration.pipeline_harness import (
     Collector,
     Conversation,
@@ -275,3 +275,52 @@ async def test_redrive_puts_dead_letters_back(settings: Settings, workers: list[
     # The group remembers how far it got: this letter is not offered a second time.
     pending = await redrive(settings, "messages.inbound.dlq", dry_run=True)
     assert conversation.id not in {letter.key for letter in pending}
+
+
+async def test_refeed_replays_a_conversation_into_a_sandbox_that_sends_nothing(
+    settings: Settings, workers: list[Worker]
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)
+    conversation = Conversation(workspace, application, "refed")
+    sent = [conversation.message("1", "first"), conversation.message("2", "second")]
+    async with (
+        Responder(settings, {conversation.id}),
+        Collector(settings, {conversation.id}) as collector,
+    ):
+        await send_all(settings, "messages.inbound", sent)
+        await collector.wait_for(2, within_s=60)
+
+    output = await asyncio.to_thread(
+        _switchboard, "replay", "refeed", conversation.id, "--sandbox", "prompt-v2"
+    )
+    assert output.startswith("re-fed 2 message(s) into sandbox prompt-v2")
+    sandbox_id = output.split()[-1]
+    assert sandbox_id != conversation.id
+    async with Responder(settings, {sandbox_id}) as responder:
+        answers: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while len(answers) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            answers = _by_role((await _stored(settings, workspace)).get(sandbox_id, []), "bot")
+        # The same sandbox again: the copies have the same ids, so they are redeliveries.
+        await asyncio.to_thread(
+            _switchboard, "replay", "refeed", conversation.id, "--sandbox", "prompt-v2"
+        )
+        requests: list[Any] = []
+        while len(requests) < 4 and time.monotonic() < deadline + 30:
+            await asyncio.sleep(0.5)
+            requests = await conversation_records(settings, sandbox_id, topics=["agent.requests"])
+        assert len(requests) == 4, "the second re-feed was processed"
+        assert len(responder.requests) == 2
+
+    stored = (await _stored(settings, workspace))[sandbox_id]
+    users = sorted(_by_role(stored, "user"), key=lambda d: d["seq"])
+    assert [d["text"] for d in users] == ["first", "second"]
+    assert all(d["_id"].startswith("sbx_") and d["channel"] == "sandbox" for d in users)
+    assert [d["external_id"] for d in users] == [m.message_id for m in sent]
+    answers = _by_role(stored, "bot")
+    assert sorted(d["text"] for d in answers) == ["echo: first", "echo: second"]
+    assert {d["status"] for d in answers} == {"sandboxed"}
+    assert await conversation_records(settings, sandbox_id, topics=["platform.outbound"]) == []
+    assert len(await conversation_records(settings, sandbox_id, topics=["messages.outbound"])) == 2
