@@ -4,8 +4,9 @@ Pipeline: messages.inbound → message-process (MongoDB, table, events) → agen
 an immediate responder standing in for the AI stage → messages.outbound → delivery (MongoDB)
 → platform.outbound. Baseline: four topics joined by three relays that only forward, one of
 them in this process like the responder, the other two in a separate process like the worker.
-Each is driven twice: as fast as it goes (throughput, latency under load), then paced at half
-the pipeline's throughput (latency at a sustainable rate).
+Each is warmed up (500 messages, not counted), then driven twice: as fast as it goes
+(throughput, latency under load), then paced at half the pipeline's throughput (latency at a
+sustainable rate).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from core.settings import Settings
 from streams.records import AgentRequest, InboundMessage, bot_answer, decode, encode
 
 CONVERSATIONS = 200
-BURST = 2000
-PACED = 1000
+WARM_UP = 500
+BURST = 4000
+PACED = 2000
 RAW_TOPICS = ("bench.raw.in", "bench.raw.requests", "bench.raw.outbound", "bench.raw.sends")
 
 
@@ -221,6 +223,8 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     try:
 
         async def pipeline() -> list[Run]:
+            await _drive(settings, "warm-up", "messages.inbound", "platform.outbound",
+                         *pipeline_codec, WARM_UP, None)  # fmt: skip
             burst = await _drive(settings, "pipeline, as fast as it goes", "messages.inbound",
                                  "platform.outbound", *pipeline_codec, BURST, None)  # fmt: skip
             paced = await _drive(settings, "pipeline, at half that rate", "messages.inbound",
@@ -241,6 +245,8 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     try:
 
         async def raw() -> list[Run]:
+            await _drive(settings, "warm-up", RAW_TOPICS[0], RAW_TOPICS[3], *raw_codec, WARM_UP,
+                         None)  # fmt: skip
             burst = await _drive(settings, "raw relay chain, as fast as it goes", RAW_TOPICS[0],
                                  RAW_TOPICS[3], *raw_codec, BURST, None)  # fmt: skip
             paced = await _drive(settings, "raw relay chain, same paced rate", RAW_TOPICS[0],
