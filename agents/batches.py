@@ -7,7 +7,7 @@ order — decodes and checks it, applies it to the conversation table in memory,
 will write — and then *applies* the plans together: one ``insert_many`` per collection, and
 every produce handed to the producer before any ack is awaited.
 
-Faust acks the batch's records only after the batch is applied, so a crash repeats it; every
+A batch's records are acked only after the batch is applied, so a crash repeats it; every
 write is idempotent by id, which makes the repeat harmless. A record that fails its plan is
 dead-lettered on its own. A batch whose writes fail for good is applied again one record at a
 time, so that only a record that fails alone is dead-lettered.
@@ -109,41 +109,100 @@ def as_current(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-async def run_batches(stream: Any, stage: BatchStage[P]) -> None:
-    """The body of a batching agent: take, plan, apply, until the stream stops."""
-    continuity = OffsetContinuity(stage.name)
-    async for events in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
-        continuity.check(events)
-        await handle_batch(events, stage)
+async def run_batches(stream: Any, stage: BatchStage[P], consumer: Any) -> None:
+    """The body of a batching agent: take, plan, apply, ack, until the stream stops.
+
+    The stream's events are acked here, in offset order, only once their batch is applied:
+    not by Faust as they are taken (its ``take_events`` acks a batch even when the code using
+    it was interrupted), so a record is committed only after its writes.
+    """
+    manual = stream.noack()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=BATCH_MAX)
+    pump = asyncio.create_task(_pump(manual, queue))
+    continuity = OffsetContinuity(stage.name, consumer)
+    try:
+        while taken := await _take(queue, pump):
+            events = await continuity.admit(taken)
+            await handle_batch(events, stage)
+            for event in events:
+                await manual.ack(event)
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+async def _pump(stream: Any, queue: asyncio.Queue[Any]) -> None:
+    async for event in stream.events():
+        await queue.put(event)  # a full queue holds the stream back: Faust pauses fetching
+
+
+async def _take(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> list[Any]:
+    """The next batch: the first event to arrive, and whatever follows within the window.
+
+    Empty once the stream has ended (the worker is stopping); raises what the stream raised.
+    """
+    if queue.empty():
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            pump.result()
+            return []
+        events = [getter.result()]
+        await asyncio.sleep(BATCH_WITHIN_S)
+    else:
+        events = [queue.get_nowait()]
+    while len(events) < BATCH_MAX and not queue.empty():
+        events.append(queue.get_nowait())
+    return events
 
 
 class OffsetContinuity:
-    """Notices a partition's offsets jumping within one consumer generation.
+    """Keeps each partition's records gap-free within one consumer generation.
 
-    The contract's topics are neither compacted nor transactional, so one partition's offsets
-    arrive without holes while the worker keeps the partition: a hole means the consumer
-    skipped records, which would then be committed unprocessed. Logged loudly.
+    The contract's topics are neither compacted nor transactional, so the offsets of a partition
+    the worker keeps arrive one after the other. Should the consumer skip some anyway, Faust
+    counts the hole as a "gap" and commits past it (once here, under repeated SIGKILLs and
+    rebalances, 26 records of one partition were never processed). So a hole is refused: the
+    records after it are dropped unacked, the gap is forgotten, and the partition is rewound
+    to the first missing offset.
     """
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, consumer: Any) -> None:
         self._stage = stage
-        self._last: dict[Any, tuple[Any, int]] = {}
+        self._consumer = consumer
+        self._next: dict[Any, tuple[Any, int]] = {}  # tp -> (generation, next offset expected)
 
-    def check(self, events: Sequence[Any]) -> None:
+    async def admit(self, events: Sequence[Any]) -> list[Any]:
+        admitted: list[Any] = []
+        rewind: dict[Any, int] = {}
         for event in events:
             message = event.message
+            tp, offset = message.tp, message.offset
             generation = getattr(message, "generation_id", None)
-            last = self._last.get(message.tp)
-            if last is not None and last[0] == generation and message.offset > last[1] + 1:
-                log.error(
-                    "%s: %s jumped from offset %d to %d in generation %s",
-                    self._stage,
-                    message.tp,
-                    last[1],
-                    message.offset,
-                    generation,
-                )
-            self._last[message.tp] = (generation, message.offset)
+            expected = self._next.get(tp)
+            if tp in rewind or (
+                expected is not None and expected[0] == generation and offset > expected[1]
+            ):
+                if tp not in rewind and expected is not None:
+                    rewind[tp] = expected[1]
+                    log.error(
+                        "%s: %s jumped from offset %d to %d in generation %s; rewinding",
+                        self._stage,
+                        tp,
+                        expected[1],
+                        offset,
+                        generation,
+                    )
+                continue
+            if expected is None or expected[0] != generation or offset >= expected[1]:
+                self._next[tp] = (generation, offset + 1)
+            admitted.append(event)
+        for tp, offset in rewind.items():
+            self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap
+            await self._consumer.seek(tp, offset)
+        return admitted
 
 
 DeadLetter = Callable[[Any, str, BaseException, int], Awaitable[None]]

@@ -165,4 +165,4 @@ def _platform_send(message: OutboundMessage) -> Send:
 
 @app.agent(messages_outbound)
 async def delivery(stream: Any) -> None:
-    await run_batches(stream, DeliveryStage(await deps_of(app), conversation_state))
+    await run_batches(stream, DeliveryStage(await deps_of(app), conversation_state), app.consumer)

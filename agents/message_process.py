@@ -280,4 +280,4 @@ class MessageProcess:
 
 @app.agent(message_process_source)
 async def message_process(stream: Any) -> None:
-    await run_batches(stream, MessageProcess(await deps_of(app), conversation_state))
+    await run_batches(stream, MessageProcess(await deps_of(app), conversation_state), app.consumer)

@@ -46,6 +46,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # large produce requests rather than one small request per record.
         "producer_linger": 0.002,
         "producer_max_batch_size": 256 * 1024,
+        # A worker that dies without leaving the group (SIGKILL, a lost host) holds its partitions
+        # until its session times out: 10 s rather than Faust's 60 s of stalled conversations.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 2.0,
+        "broker_rebalance_timeout": 20.0,
         "broker_commit_every": 100,
         "broker_commit_interval": 1.0,
         "stream_wait_empty": False,
