@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -10,10 +11,12 @@ from core.llm import (
     DEMO_PREFIX,
     DemoChatModel,
     ModelSettings,
+    OpenAIChatModel,
     ToolCall,
     ToolCallAssembler,
 )
 from core.settings import Settings
+from tests.fakes.llm import Call, Error, FakeLLM, Hang, Text, ToolCalls
 
 LOOKUP = {"type": "function", "function": {"name": "lookup_order", "parameters": {}}}
 
@@ -98,3 +101,97 @@ async def test_the_demo_model_calls_a_tool_when_asked_and_reports_its_result() -
     final = await model.complete(answered, [LOOKUP])
     assert final.tool_calls == ()
     assert "shipped" in final.text
+
+
+def _model(llm: FakeLLM, timeout_s: float = 5.0) -> OpenAIChatModel:
+    return OpenAIChatModel(
+        ModelSettings(
+            base_url=llm.base_url,
+            api_key="test-key",
+            model="fake-model",
+            temperature=0.3,
+            max_tokens=200,
+            timeout_s=timeout_s,
+        )
+    )
+
+
+HELLO: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "hello there"},
+]
+
+
+async def test_a_plain_answer_with_its_usage() -> None:
+    async with FakeLLM() as llm:
+        llm.script(Text("Hi! How can I help?"))
+        model = _model(llm)
+        try:
+            completion = await model.complete(HELLO, [LOOKUP])
+        finally:
+            await model.close()
+    assert completion.text == "Hi! How can I help?"
+    assert completion.tool_calls == ()
+    assert completion.finish_reason == "stop"
+    assert completion.usage.completion_tokens == 5
+    assert completion.usage.prompt_tokens > 0
+    (request,) = llm.requests
+    assert (request["temperature"], request["max_tokens"]) == (0.3, 200)
+    assert request["tools"] == [LOOKUP]
+
+
+async def test_a_streamed_answer_arrives_in_pieces() -> None:
+    pieces: list[str] = []
+
+    async def collect(delta: str) -> None:
+        pieces.append(delta)
+
+    async with FakeLLM() as llm:
+        llm.script(Text("one two three four five six seven eight"))
+        model = _model(llm)
+        try:
+            completion = await model.complete(HELLO, [], on_delta=collect)
+        finally:
+            await model.close()
+    assert len(pieces) > 1
+    assert "".join(pieces) == completion.text == "one two three four five six seven eight"
+    assert completion.usage.completion_tokens == 8
+    assert llm.requests[0]["stream_options"] == {"include_usage": True}
+
+
+async def test_parallel_tool_calls_streamed_or_not() -> None:
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    calls = ToolCalls([Call("lookup_order", {"id": 7}), Call("get_weather", {"city": "Lisbon"})])
+
+    async def ignore(delta: str) -> None:
+        pass
+
+    async with FakeLLM() as llm:
+        llm.script(calls, calls)
+        model = _model(llm)
+        try:
+            plain = await model.complete(HELLO, [LOOKUP, weather])
+            streamed = await model.complete(HELLO, [LOOKUP, weather], on_delta=ignore)
+        finally:
+            await model.close()
+    for completion in (plain, streamed):
+        assert completion.finish_reason == "tool_calls"
+        assert [(c.name, c.parsed_arguments()) for c in completion.tool_calls] == [
+            ("lookup_order", {"id": 7}),
+            ("get_weather", {"city": "Lisbon"}),
+        ]
+        assert all(c.id for c in completion.tool_calls)
+
+
+async def test_errors_and_hangs_surface_without_retries() -> None:
+    async with FakeLLM() as llm:
+        llm.script(Error(500), Hang())
+        model = _model(llm, timeout_s=0.5)
+        try:
+            with pytest.raises(openai.InternalServerError):
+                await model.complete(HELLO, [])
+            with pytest.raises(openai.APITimeoutError):
+                await model.complete(HELLO, [])
+        finally:
+            await model.close()
+    assert len(llm.requests) == 2, "the SDK's own retries are off"
