@@ -5,12 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-stress lint bench up down status logs replay clean
+.PHONY: help install run test lint bench up down status logs replay clean
 
 help:
 	@echo "make run     install, start the local services and every Switchboard process (Ctrl-C stops all)"
 	@echo "make test    install, start the local services the tests need, and run the test suite"
-	@echo "make test-stress   kill workers under load (not part of make test)"
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   benchmarks, each against a baseline measured in the same run"
 	@echo "make up | down | status | logs   drive the local services (Kafka, FerretDB, Redis, S3, Nginx, Traefik)"
@@ -31,9 +30,6 @@ run: install
 
 test: install
 	@$(BIN)/pytest
-
-test-stress: install
-	@$(BIN)/pytest tests/stress
 
 lint: install
 	$(BIN)/ruff check .
