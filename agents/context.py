@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
 
 from core.applications import ApplicationDirectory
 from core.cache import new_redis
@@ -28,6 +29,7 @@ class PipelineDeps:
     applications: ApplicationDirectory
     realtime: RealtimeEmitter
     marks: DeliveryMarks
+    redis: Redis
 
 
 async def build_deps(settings: Settings) -> PipelineDeps:
@@ -43,6 +45,7 @@ async def build_deps(settings: Settings) -> PipelineDeps:
         applications=ApplicationDirectory(db, redis),
         realtime=RealtimeEmitter(settings),
         marks=DeliveryMarks(redis),
+        redis=redis,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import subprocess
 import sys
@@ -189,9 +190,13 @@ async def _prepare(settings: Settings) -> tuple[str, str]:
     return workspace, application
 
 
-def _start(argv: list[str], log: Path, ready: str) -> subprocess.Popen[bytes]:
+def _start(
+    argv: list[str], log: Path, ready: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     deadline = time.monotonic() + 120
     while ready not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -219,7 +224,8 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     pipeline_codec, raw_codec = _pipeline_codec(workspace, application), _raw_codec()
     python = sys.executable
     worker = _start([python, "-m", "core.cli", "worker", "--loglevel", "info"],
-                    log_dir / "bench-worker.log", "[^Worker]: Ready")  # fmt: skip
+                    log_dir / "bench-worker.log", "[^Worker]: Ready",
+                    env={"SWITCHBOARD_AI_AGENT_ENABLED": "false"})  # fmt: skip
     try:
 
         async def pipeline() -> list[Run]:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     # The pipeline.
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
+    # The AI stage: off only where something else answers agent.requests (pipeline tests).
+    ai_agent_enabled: bool = True
+    ai_max_in_flight: int = Field(default=256, ge=1)  # model calls at once, per worker
+    ai_turn_timeout_s: float = Field(default=60.0, gt=0)  # a whole turn, retries included
 
     # Web services: every service listens on its own port, whether run alone or with ``web all``.
     web_host: str = "127.0.0.1"

@@ -38,10 +38,14 @@ from streams.records import (
 
 
 class Worker:
-    """One `switchboard worker` process with its output in a file."""
+    """One `switchboard worker` process with its output in a file.
 
-    def __init__(self, log_dir: Path, name: str) -> None:
+    Its AI stage is off unless asked for: most pipeline tests answer requests themselves.
+    """
+
+    def __init__(self, log_dir: Path, name: str, *, ai: bool = False) -> None:
         self.log = log_dir / f"{name}.log"
+        self.ai = ai
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -52,7 +56,11 @@ class Worker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "SWITCHBOARD_AI_AGENT_ENABLED": "true" if self.ai else "false",
+                },
             )
 
     def ready_count(self) -> int:
@@ -139,13 +147,16 @@ async def send_all(settings: Settings, topic: str, records: Iterable[Any]) -> No
 
 
 async def create_application(
-    settings: Settings, workspace_id: str, application_id: str | None = None
+    settings: Settings,
+    workspace_id: str,
+    application_id: str | None = None,
+    **fields: Any,
 ) -> str:
     application_id = application_id or ids.new_id("app")
     client = new_mongo_client(settings)
     try:
         await client[settings.mongo_database]["applications"].insert_one(
-            {"_id": application_id, "workspace_id": workspace_id, "name": "pipeline test"}
+            {"_id": application_id, "workspace_id": workspace_id, "name": "pipeline test", **fields}
         )
     finally:
         await client.close()

@@ -120,6 +120,8 @@ async def test_a_hole_in_a_partition_is_refused_and_rewound() -> None:
     assert [e.message.offset for e in admitted] == [3], "nothing after the hole"
     assert consumer.seeks == [("messages.inbound/0", 12)]
     assert consumer._gap == {}
+    assert await continuity.admit(_at(17)) == [], "stale records after the hole: no second seek"
+    assert consumer.seeks == [("messages.inbound/0", 12)]
     assert [e.message.offset for e in await continuity.admit(_at(12, 13))] == [12, 13]
 
 
