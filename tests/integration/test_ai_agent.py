@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from core.ids import new_id
 from core.llm import DEMO_PREFIX
 from core.settings import Settings
 from streams.replay import conversation_records
+from streams.topics import PARTITIONS
 from tests.fakes.llm import Error, FakeLLM, Hang, Text
 from tests.integration.pipeline_harness import (
     Collector,
@@ -113,3 +116,76 @@ async def test_without_a_model_the_demo_answers(settings: Settings, ai_worker: W
     assert len(answers) == 1
     assert answers[0].startswith(DEMO_PREFIX)
     assert "is anyone there?" in answers[0]
+
+
+def _on_partition(
+    workspace: str, application: str, partition: int, count: int
+) -> list[Conversation]:
+    """``count`` conversations whose records all land on one partition."""
+    partitioner = DefaultPartitioner()
+    chosen: list[Conversation] = []
+    n = 0
+    while len(chosen) < count:
+        conversation = Conversation(workspace, application, f"same-partition-{n}")
+        n += 1
+        key = conversation.id.encode()
+        if partitioner(key, list(range(PARTITIONS)), list(range(PARTITIONS))) == partition:
+            chosen.append(conversation)
+    return chosen
+
+
+async def test_a_slow_model_does_not_queue_conversations_behind_each_other(
+    settings: Settings, ai_worker: Worker
+) -> None:
+    async with FakeLLM() as llm:
+        llm.latency_s = 1.0
+        workspace = new_id("ws")
+        application = await create_application(
+            settings, workspace, prompt="Be brief.", chatbot=_chatbot(llm)
+        )
+        conversations = _on_partition(workspace, application, partition=5, count=50)
+        keys = {c.id for c in conversations}
+        async with Collector(settings, keys) as collector:
+            await send_all(
+                settings, "messages.inbound", [c.message("1", "hi") for c in conversations]
+            )
+            await collector.wait_for(1, within_s=60)
+            # Handled one at a time, the model would have seen one request per answer so far.
+            seen_at_first_answer = len(llm.requests)
+            await collector.wait_for(50, within_s=60)
+    assert seen_at_first_answer >= 40
+    assert sorted(collector.sends) == sorted(keys)
+    assert all(len(sends) == 1 for sends in collector.sends.values())
+
+
+async def _until(condition: Callable[[], bool], within_s: float) -> None:
+    for _ in range(int(within_s / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not so within {within_s}s")
+
+
+async def test_a_worker_killed_mid_turn_answers_every_request_once(
+    settings: Settings, ai_worker: Worker
+) -> None:
+    async with FakeLLM() as llm:
+        llm.latency_s = 1.5
+        workspace = new_id("ws")
+        application = await create_application(settings, workspace, chatbot=_chatbot(llm))
+        conversations = [Conversation(workspace, application, f"killed-{n}") for n in range(20)]
+        keys = {c.id for c in conversations}
+        async with Collector(settings, keys) as collector:
+            await send_all(
+                settings, "messages.inbound", [c.message("1", "hi") for c in conversations]
+            )
+            await _until(lambda: len(llm.requests) >= 10, within_s=30)  # turns in flight
+            ai_worker.kill()
+            ready_before = ai_worker.ready_count()
+            ai_worker.start()
+            await asyncio.to_thread(ai_worker.wait_ready, ready_before)
+            await collector.wait_for(20, within_s=90)
+            await asyncio.sleep(2)  # a second answer, if one were coming, would arrive by now
+    routed = Counter(s.message_id for sends in collector.sends.values() for s in sends)
+    assert len(routed) == 20
+    assert set(routed.values()) == {1}
