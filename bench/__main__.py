@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from bench import gateway, pipeline
+from bench import ai, gateway, pipeline
 from core.settings import Settings
 from infra.stack import down, up
 
@@ -17,6 +17,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as logs:
             print(pipeline.report(pipeline.run(settings, Path(logs))), flush=True)
+            print(ai.report(ai.run(settings, Path(logs))), flush=True)
     finally:
         if started:
             down(settings, started)
