@@ -150,6 +150,16 @@ class AIStage:
                 event_of(request, kind, request.request_id, data=turn.event_data()),
             ]
         )
+        if turn.completion is not None:
+            await self.deps.usage.record(
+                request.request_id,
+                workspace_id=request.workspace_id,
+                application_id=request.application_id,
+                conversation_id=request.conversation_id,
+                model=turn.completion.model,
+                prompt_tokens=turn.completion.usage.prompt_tokens,
+                completion_tokens=turn.completion.usage.completion_tokens,
+            )
         await redis.set(answered_key(request.request_id), b"1", ex=ANSWERED_TTL_S)
 
     async def _complete(self, request: AgentRequest, model: ChatModel, turn: Turn) -> None:

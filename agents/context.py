@@ -19,6 +19,7 @@ from core.database import Document, database, new_mongo_client
 from core.delivery_marks import DeliveryMarks
 from core.realtime import RealtimeEmitter
 from core.settings import Settings
+from core.usage import UsageLedger
 
 
 @dataclass
@@ -30,6 +31,7 @@ class PipelineDeps:
     realtime: RealtimeEmitter
     marks: DeliveryMarks
     redis: Redis
+    usage: UsageLedger
 
 
 async def build_deps(settings: Settings) -> PipelineDeps:
@@ -37,6 +39,8 @@ async def build_deps(settings: Settings) -> PipelineDeps:
     db = database(mongo, settings)
     store = ConversationStore(db)
     await store.ensure_indexes()
+    usage = UsageLedger(db)
+    await usage.ensure_indexes()
     redis = new_redis(settings)
     return PipelineDeps(
         settings=settings,
@@ -46,6 +50,7 @@ async def build_deps(settings: Settings) -> PipelineDeps:
         realtime=RealtimeEmitter(settings),
         marks=DeliveryMarks(redis),
         redis=redis,
+        usage=usage,
     )
 
 

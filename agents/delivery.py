@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents.batches import BatchScope, Send, publish_all, run_batches
@@ -73,6 +74,8 @@ class DeliveryStage:
     deps: PipelineDeps
     table: Mapping[str, Any]
     name: str = "delivery"
+    #: Who claims messages before handing them off: this worker process.
+    owner: str = field(default_factory=lambda: f"claim:{uuid.uuid4().hex}")
 
     async def plan(self, raw: bytes, batch: BatchScope) -> Delivery:
         message = decode(raw)
@@ -85,8 +88,8 @@ class DeliveryStage:
 
     async def apply(self, plans: Sequence[Delivery]) -> None:
         live = list({p.message.message_id: p for p in plans if not p.stale}.values())
-        already = await self.deps.marks.delivered(p.message.message_id for p in live)
-        to_route = [p.message for p in live if p.message.message_id not in already]
+        mine = await self.deps.marks.claim((p.message.message_id for p in live), self.owner)
+        to_route = [p.message for p in live if p.message.message_id in mine]
         await asyncio.gather(
             publish_all([_platform_send(m) for m in to_route if m.channel not in LOCAL_CHANNELS]),
             self._push_to_web([m for m in to_route if m.channel == "web"]),

@@ -21,6 +21,7 @@ from tests.integration.pipeline_harness import (
     Conversation,
     Worker,
     create_application,
+    documents,
     send_all,
 )
 
@@ -87,6 +88,13 @@ async def test_the_model_answers_with_the_prompt_and_context(
     assert turn["data"]["model"] == "fake-model"
     assert turn["data"]["completion_tokens"] == 6
     assert turn["data"]["messages"] == request["messages"]
+    (usage,) = await documents(settings, "llm_usage", conversation.workspace_id)
+    assert (usage["application_id"], usage["conversation_id"]) == (
+        conversation.application_id,
+        conversation.id,
+    )
+    assert (usage["model"], usage["completion_tokens"]) == ("fake-model", 6)
+    assert usage["prompt_tokens"] > 0
 
 
 async def test_two_server_errors_then_one_answer(settings: Settings, ai_worker: Worker) -> None:
