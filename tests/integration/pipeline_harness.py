@@ -231,6 +231,8 @@ class Collector(_Background):
     def __init__(self, settings: Settings, conversations: set[str]) -> None:
         super().__init__(settings, conversations)
         self.sends: dict[str, list[PlatformSend]] = defaultdict(list)
+        #: When each answer was produced to platform.outbound (the record's time), per send.
+        self.produced_at: dict[str, list[float]] = defaultdict(list)
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -247,6 +249,7 @@ class Collector(_Background):
                     send = decode(record.value)
                     assert isinstance(send, PlatformSend)
                     self.sends[key].append(send)
+                    self.produced_at[send.message_id].append(record.timestamp / 1000)
         finally:
             await consumer.stop()
 
