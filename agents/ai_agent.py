@@ -24,13 +24,21 @@ from typing import Any
 
 import openai
 
-from agents.batches import OffsetContinuity, Send, publish_all
 from agents.context import PipelineDeps, deps_of
+from agents.continuity import OffsetContinuity
 from agents.failures import GaveUp, RetryPolicy, dead_letter, with_retries
 from agents.keyed import KeyedRunner
-from agents.message_process import event_of
+from agents.outputs import Send, event_of, publish_all
 from core.errors import ValidationFailed
-from core.llm import ChatModel, Completion, DemoChatModel, Message, ModelSettings, OpenAIChatModel
+from core.llm import (
+    ChatModel,
+    Completion,
+    DemoChatModel,
+    Message,
+    ModelSettings,
+    OnDelta,
+    OpenAIChatModel,
+)
 from core.prompts import turn_messages
 from streams.app import app
 from streams.records import AgentRequest, UndecodableRecord, bot_answer, decode
@@ -186,7 +194,7 @@ class AIStage:
         except TimeoutError:
             turn.failure = f"no answer within {self.deps.settings.ai_turn_timeout_s:g}s"
 
-    def _streamer(self, request: AgentRequest) -> Any:
+    def _streamer(self, request: AgentRequest) -> OnDelta:
         async def on_delta(delta: str) -> None:
             await self._push(request, "answer.delta", {"delta": delta})
 

@@ -26,8 +26,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from faust.streams import _current_event
 
+from agents.continuity import OffsetContinuity
 from agents.failures import GaveUp, dead_letter, with_retries
-from streams.records import PipelineRecord, encode
 
 log = logging.getLogger(__name__)
 
@@ -37,39 +37,6 @@ BATCH_MAX = 500
 BATCH_WITHIN_S = 0.003
 
 P = TypeVar("P")
-
-
-@dataclass(frozen=True)
-class Send:
-    """One record to produce: the topic (a Faust topic), its key, and the record."""
-
-    topic: Any
-    key: str
-    record: PipelineRecord
-
-
-async def publish_all(sends: Sequence[Send]) -> None:
-    """Produce every record, in order, then wait until the broker has acked them all.
-
-    The producer keeps each partition's records in the order they were handed to it, so a
-    conversation's records keep their order; the input is committed only after the acks.
-    """
-    pending: list[Awaitable[Any]] = []
-    for send in sends:
-        # Straight to the app's producer: Faust's Topic.send adds bookkeeping that cost a third
-        # of a worker's time here, and none of it is used (the ack is awaited below).
-        producer = send.topic.app.producer
-        pending.append(
-            await producer.send(
-                send.topic.get_topic_name(),
-                send.key.encode(),
-                encode(send.record),
-                None,
-                None,
-                None,
-            )
-        )
-    await asyncio.gather(*pending)
 
 
 class BatchStage(Protocol[P]):
@@ -156,57 +123,6 @@ async def _take(queue: asyncio.Queue[Any], pump: asyncio.Task[None]) -> list[Any
     while len(events) < BATCH_MAX and not queue.empty():
         events.append(queue.get_nowait())
     return events
-
-
-class OffsetContinuity:
-    """Keeps each partition's records gap-free within one consumer generation.
-
-    The contract's topics are neither compacted nor transactional, so the offsets of a partition
-    the worker keeps arrive one after the other. Across a rebalance faust-streaming 0.15.3 can
-    skip a record anyway, and ack it: its stream drops (as "skipped") and acks any record that
-    reaches it while flow control is paused or that carries an older generation (seen here:
-    offset 45,711 went missing between 45,710 and 45,712 of the same new generation; once,
-    under repeated SIGKILLs, 26 records of one partition were never processed).
-    So a hole is refused: the records after it are dropped unacked, Faust's gap
-    for the partition is forgotten, and the partition is rewound to the first missing offset.
-    """
-
-    def __init__(self, stage: str, consumer: Any) -> None:
-        self._stage = stage
-        self._consumer = consumer
-        self._next: dict[Any, tuple[Any, int]] = {}  # tp -> (generation, next offset expected)
-        self._rewinding: set[Any] = set()  # partitions waiting for their first missing record
-
-    async def admit(self, events: Sequence[Any]) -> list[Any]:
-        admitted: list[Any] = []
-        rewind: dict[Any, int] = {}
-        for event in events:
-            message = event.message
-            tp, offset = message.tp, message.offset
-            generation = getattr(message, "generation_id", None)
-            expected = self._next.get(tp)
-            if expected is not None and expected[0] == generation and offset > expected[1]:
-                # Records fetched before the rewind keep arriving until the missing one does.
-                if tp not in self._rewinding:
-                    self._rewinding.add(tp)
-                    rewind[tp] = expected[1]
-                    log.error(
-                        "%s: %s skipped from offset %d to %d in generation %s; rewinding",
-                        self._stage,
-                        tp,
-                        expected[1],
-                        offset,
-                        generation,
-                    )
-                continue
-            if expected is None or expected[0] != generation or offset >= expected[1]:
-                self._next[tp] = (generation, offset + 1)
-            self._rewinding.discard(tp)
-            admitted.append(event)
-        for tp, offset in rewind.items():
-            self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap
-            await self._consumer.seek(tp, offset)
-        return admitted
 
 
 DeadLetter = Callable[[Any, str, BaseException, int], Awaitable[None]]

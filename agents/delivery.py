@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.batches import BatchScope, Send, publish_all, run_batches
+from agents.batches import BatchScope, run_batches
 from agents.context import PipelineDeps, deps_of
-from agents.message_process import event_of
+from agents.outputs import Send, event_of, publish_all
 from core.database import Document
 from core.errors import ValidationFailed
 from streams.app import app

@@ -16,8 +16,9 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from agents.batches import BatchScope, Send, publish_all, run_batches
+from agents.batches import BatchScope, run_batches
 from agents.context import PipelineDeps, deps_of
+from agents.outputs import Send, event_of, publish_all
 from core import ids
 from core.applications import UnknownApplication
 from core.database import Document
@@ -26,7 +27,6 @@ from streams.app import app
 from streams.records import (
     AgentRequest,
     ConversationCommand,
-    ConversationEvent,
     InboundMessage,
     OutboundMessage,
     PipelineRecord,
@@ -34,7 +34,6 @@ from streams.records import (
 )
 from streams.topics import (
     agent_requests,
-    conversation_events,
     message_process_source,
     messages_outbound,
 )
@@ -47,17 +46,6 @@ MODES_AFTER = {"takeover": "human", "release": "bot", "close": "closed"}
 
 def _envelope(record: PipelineRecord, message_id: str) -> dict[str, Any]:
     return record.envelope(message_id, time.time())
-
-
-def event_of(record: PipelineRecord, kind: str, subject_id: str, **fields: Any) -> Send:
-    """A conversation event about ``subject_id``, for operators' live feed."""
-    event = ConversationEvent(
-        **_envelope(record, ids.event_id(subject_id, kind)),
-        type=kind,
-        subject_id=subject_id,
-        **fields,
-    )
-    return Send(conversation_events, record.conversation_id, event)
 
 
 @dataclass

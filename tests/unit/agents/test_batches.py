@@ -6,7 +6,8 @@ from typing import Any
 
 from faust.streams import current_event
 
-from agents.batches import BatchScope, OffsetContinuity, handle_batch
+from agents.batches import BatchScope, handle_batch
+from agents.continuity import OffsetContinuity
 from core.errors import ValidationFailed
 
 
