@@ -10,15 +10,20 @@ skips the model for a request already answered, and the delivery agent drops a r
 failures (rate limits, 5xx, timeouts, lost connections) are retried with backoff within the
 turn's time limit; after that the chatbot's fallback reply is sent, and operators see why.
 
-Tools come next: the function-call stage is not wired in yet, so turns offer the model none.
+Tools: the chatbot's enabled tools are offered to the model; its calls go out on
+function.calls (``agents.function_call`` runs them) and the turn continues with their results
+from function.results, round after round, within the turn's bounds (tool rounds, tokens, time);
+a turn cut short by a bound ends with a polite reply. A handoff or close the tools accepted
+rides on the answer (``then_action``) and takes effect once the answer is delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +34,7 @@ from agents.continuity import OffsetContinuity
 from agents.failures import GaveUp, RetryPolicy, dead_letter, with_retries
 from agents.keyed import KeyedRunner
 from agents.outputs import Send, event_of, publish_all
+from core import ids
 from core.errors import ValidationFailed
 from core.llm import (
     ChatModel,
@@ -38,11 +44,15 @@ from core.llm import (
     ModelSettings,
     OnDelta,
     OpenAIChatModel,
+    ToolCall,
+    ToolSpec,
 )
 from core.prompts import turn_messages
+from core.tools import CONVERSATION_ACTIONS
+from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from streams.app import app
-from streams.records import AgentRequest, UndecodableRecord, bot_answer, decode
-from streams.topics import agent_requests, messages_outbound
+from streams.records import AgentRequest, FunctionCall, UndecodableRecord, bot_answer, decode
+from streams.topics import agent_requests, function_calls, messages_outbound
 
 log = logging.getLogger(__name__)
 
@@ -83,30 +93,54 @@ class Models:
 
 @dataclass
 class Turn:
-    """What happened in one turn, for operators and for replaying it."""
+    """What happened in one turn, for operators and for replaying it (``switchboard replay``)."""
 
     model: str
     messages: list[Message]
-    completion: Completion | None = None
+    tools: list[ToolSpec] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    result: TurnResult = field(default_factory=TurnResult)
     failure: str = ""
     attempts: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def answered(self) -> bool:
+        return not self.failure and not self.result.bound and bool(self.result.text.strip())
 
     def event_data(self) -> dict[str, Any]:
+        rounds = self.result.rounds
         data: dict[str, Any] = {
             "model": self.model,
+            "parameters": self.parameters,
             "messages": self.messages,
+            "tools": self.tools,
             "attempts": self.attempts,
+            "prompt_tokens": self.result.prompt_tokens,
+            "completion_tokens": self.result.completion_tokens,
+            "latency_s": round(self.latency_s, 4),
+            **self.result.record(),
         }
-        if self.completion is not None:
-            data |= {
-                "finish_reason": self.completion.finish_reason,
-                "prompt_tokens": self.completion.usage.prompt_tokens,
-                "completion_tokens": self.completion.usage.completion_tokens,
-                "latency_s": round(self.completion.latency_s, 4),
-            }
+        if rounds:
+            data["finish_reason"] = rounds[-1].finish_reason
         if self.failure:
             data["failure"] = self.failure
         return data
+
+
+def follow_up(turn: Turn) -> tuple[str, str]:
+    """The conversation action the turn's tools accepted, if any: a handoff outranks a close."""
+    accepted = {
+        CONVERSATION_ACTIONS[o["name"]]: json.loads(o["arguments"] or "{}")
+        for o in turn.result.outcomes
+        if o["name"] in CONVERSATION_ACTIONS and o["ok"]
+    }
+    for action, reason_field in (("handoff", "reason"), ("close", "summary")):
+        if action in accepted:
+            arguments = accepted[action]
+            reason = arguments.get(reason_field, "") if isinstance(arguments, dict) else ""
+            return action, str(reason)
+    return "", ""
 
 
 class AIStage:
@@ -135,6 +169,7 @@ class AIStage:
         application = await self.deps.applications.get(request.application_id, request.workspace_id)
         chatbot: Mapping[str, Any] = application.get("chatbot") or {}
         model = self.models.for_chatbot(chatbot, self.deps)
+        tools, _ = await self.deps.tools.offered(chatbot, request.workspace_id)
         turn = Turn(
             model=model.label,
             messages=turn_messages(
@@ -144,55 +179,132 @@ class AIStage:
                 request.text,
                 request.message_id,
             ),
+            tools=tools,
+            parameters=model.parameters,
         )
-        await self._complete(request, model, turn)
-        if turn.completion is not None and turn.completion.text.strip():
-            text = turn.completion.text
+        began = time.monotonic()
+        await self._run(request, model, turn, TurnBounds.resolve(chatbot, self.deps.settings))
+        turn.latency_s = time.monotonic() - began
+        if turn.answered:
+            text = turn.result.text
+        elif turn.result.bound:
+            text = str(chatbot.get("limit_reply") or LIMIT_REPLY)
         else:
             text = str(chatbot.get("fallback_reply") or FALLBACK_REPLY)
-        answer = bot_answer(request, text, created_at=time.time())
-        kind = "turn.completed" if not turn.failure else "turn.failed"
+        then_action, then_reason = follow_up(turn)
+        answer = bot_answer(
+            request,
+            text,
+            created_at=time.time(),
+            then_action=then_action,
+            then_reason=then_reason,
+        )
+        kind = "turn.failed" if turn.failure else "turn.completed"
         await publish_all(
             [
                 Send(messages_outbound, request.conversation_id, answer),
                 event_of(request, kind, request.request_id, data=turn.event_data()),
             ]
         )
-        if turn.completion is not None:
+        if turn.result.rounds:
             await self.deps.usage.record(
                 request.request_id,
                 workspace_id=request.workspace_id,
                 application_id=request.application_id,
                 conversation_id=request.conversation_id,
-                model=turn.completion.model,
-                prompt_tokens=turn.completion.usage.prompt_tokens,
-                completion_tokens=turn.completion.usage.completion_tokens,
+                model=turn.result.model,
+                prompt_tokens=turn.result.prompt_tokens,
+                completion_tokens=turn.result.completion_tokens,
             )
         await redis.set(answered_key(request.request_id), b"1", ex=ANSWERED_TTL_S)
 
-    async def _complete(self, request: AgentRequest, model: ChatModel, turn: Turn) -> None:
-        """Call the model within the turn's time limit; on failure, say why in ``turn``."""
+    async def _run(
+        self, request: AgentRequest, model: ChatModel, turn: Turn, bounds: TurnBounds
+    ) -> None:
+        """The turn within its time limit; on failure, ``turn`` says why."""
         on_delta = self._streamer(request) if request.channel == "web" else None
+
+        async def complete(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Completion:
+            return await self._complete(request, model, turn, messages, tools, on_delta)
+
+        async def execute(round_no: int, calls: Sequence[ToolCall]) -> list[ToolOutcome]:
+            return await self._execute(request, round_no, calls)
+
         try:
             async with asyncio.timeout(self.deps.settings.ai_turn_timeout_s):
-                while True:
-                    turn.attempts += 1
-                    try:
-                        turn.completion = await model.complete(turn.messages, [], on_delta)
-                        return
-                    except RETRIABLE_MODEL_ERRORS as error:
-                        if turn.attempts >= MODEL_RETRIES.attempts:
-                            turn.failure = f"{type(error).__name__}: {error}"
-                            return
-                        log.warning("%s: model failed (%r), retrying", STAGE, error)
-                        await asyncio.sleep(MODEL_RETRIES.delay(turn.attempts))
-                        if on_delta is not None:
-                            await self._push(request, "answer.reset", {})
-                    except openai.APIError as error:
-                        turn.failure = f"{type(error).__name__}: {error}"
-                        return
+                await run_turn(complete, turn.messages, turn.tools, execute, bounds, turn.result)
         except TimeoutError:
             turn.failure = f"no answer within {self.deps.settings.ai_turn_timeout_s:g}s"
+        except ModelFailed as failed:
+            turn.failure = str(failed)
+
+    async def _complete(
+        self,
+        request: AgentRequest,
+        model: ChatModel,
+        turn: Turn,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        on_delta: OnDelta | None,
+    ) -> Completion:
+        """One model call, retried on rate limits, 5xx, timeouts and lost connections."""
+        tries = 0
+        while True:
+            tries += 1
+            turn.attempts += 1
+            try:
+                return await model.complete(messages, tools, on_delta)
+            except RETRIABLE_MODEL_ERRORS as error:
+                if tries >= MODEL_RETRIES.attempts:
+                    raise ModelFailed(f"{type(error).__name__}: {error}") from error
+                log.warning("%s: model failed (%r), retrying", STAGE, error)
+                await asyncio.sleep(MODEL_RETRIES.delay(tries))
+                if on_delta is not None:
+                    await self._push(request, "answer.reset", {})
+            except openai.APIError as error:
+                raise ModelFailed(f"{type(error).__name__}: {error}") from error
+
+    async def _execute(
+        self, request: AgentRequest, round_no: int, calls: Sequence[ToolCall]
+    ) -> list[ToolOutcome]:
+        """Send the round's calls to the function-call stage and wait for every result."""
+        outcomes: dict[int, ToolOutcome] = {}
+        sent: dict[int, FunctionCall] = {}
+        for index, call in enumerate(calls):
+            try:
+                arguments = call.parsed_arguments()
+            except ValueError as error:  # the model wrote something that is not an object
+                outcomes[index] = ToolOutcome.failed(call, str(error))
+                continue
+            call_id = ids.function_call_id(
+                request.request_id, round_no, index, call.name, call.arguments
+            )
+            sent[index] = FunctionCall(
+                **request.envelope(call_id, time.time()),
+                request_id=request.request_id,
+                call_id=call_id,
+                name=call.name,
+                arguments=arguments,
+            )
+        if sent:
+            call_ids = [c.call_id for c in sent.values()]
+            self.deps.tool_results.expect(call_ids)
+            await publish_all(
+                [Send(function_calls, request.conversation_id, c) for c in sent.values()]
+            )
+            results = await self.deps.tool_results.wait(call_ids)
+            for index, function_call in sent.items():
+                result = results[function_call.call_id]
+                content = (
+                    json.dumps({"error": result.error})
+                    if result.error
+                    else json.dumps(result.result, ensure_ascii=False)
+                )
+                call = calls[index]
+                outcomes[index] = ToolOutcome(
+                    call.id, call.name, call.arguments, content, ok=not result.error
+                )
+        return [outcomes[index] for index in range(len(calls))]
 
     def _streamer(self, request: AgentRequest) -> OnDelta:
         async def on_delta(delta: str) -> None:
@@ -206,6 +318,10 @@ class AIStage:
             event,
             {"conversation_id": request.conversation_id, "request_id": request.request_id, **data},
         )
+
+
+class ModelFailed(Exception):
+    """The model gave no answer after its retries; the turn ends with the fallback reply."""
 
 
 @app.agent(agent_requests)

@@ -12,13 +12,17 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from agents.tool_results import ToolResults
 from core.applications import ApplicationDirectory
 from core.cache import new_redis
 from core.conversation_store import ConversationStore
 from core.database import Document, database, new_mongo_client
 from core.delivery_marks import DeliveryMarks
+from core.egress import EgressClient, EgressPolicy
 from core.realtime import RealtimeEmitter
+from core.secrets import SecretBox
 from core.settings import Settings
+from core.tools import ToolDirectory
 from core.usage import UsageLedger
 
 
@@ -32,6 +36,10 @@ class PipelineDeps:
     marks: DeliveryMarks
     redis: Redis
     usage: UsageLedger
+    tools: ToolDirectory
+    secrets: SecretBox
+    egress: EgressClient
+    tool_results: ToolResults
 
 
 async def build_deps(settings: Settings) -> PipelineDeps:
@@ -51,6 +59,16 @@ async def build_deps(settings: Settings) -> PipelineDeps:
         marks=DeliveryMarks(redis),
         redis=redis,
         usage=usage,
+        tools=ToolDirectory(db, redis),
+        secrets=SecretBox(settings.encryption_key.get_secret_value()),
+        egress=EgressClient(
+            EgressPolicy.from_setting(
+                settings.tool_allow_networks,
+                timeout_s=settings.tool_timeout_s,
+                max_response_bytes=settings.tool_max_response_bytes,
+            )
+        ),
+        tool_results=ToolResults(redis),
     )
 
 

@@ -23,11 +23,18 @@ from typing import Any
 from agents.batches import BatchScope, run_batches
 from agents.context import PipelineDeps, deps_of
 from agents.outputs import Send, event_of, publish_all
+from core import ids
 from core.database import Document
 from core.errors import ValidationFailed
 from streams.app import app
-from streams.records import SANDBOX_CHANNEL, OutboundMessage, PlatformSend, decode
-from streams.topics import messages_outbound, platform_outbound
+from streams.records import (
+    SANDBOX_CHANNEL,
+    ConversationCommand,
+    OutboundMessage,
+    PlatformSend,
+    decode,
+)
+from streams.topics import conversation_commands, messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
 
 
@@ -102,6 +109,8 @@ class DeliveryStage:
             if (plan.stale or message_id in routed) and message_id not in announced:
                 announced.add(message_id)
                 events.append(_event(plan))
+                if not plan.stale and plan.message.then_action:
+                    events.append(_follow_up(plan.message))
         # The hand-off is done; what remains is bookkeeping, which may run side by side.
         await asyncio.gather(
             self.deps.marks.mark(routed),
@@ -154,6 +163,20 @@ def _event(plan: Delivery) -> Send:
         mode=plan.mode,
         data={"role": message.sender_role, "text": message.text},
     )
+
+
+def _follow_up(message: OutboundMessage) -> Send:
+    """The conversation action the bot's turn decided on, now that its answer is out.
+
+    Its id comes from the answer's, so a redelivered answer repeats the command and
+    message-process applies it once.
+    """
+    command = ConversationCommand(
+        **message.envelope(ids.follow_up_id(message.message_id, message.then_action), time.time()),
+        action=message.then_action,
+        text=message.then_reason,
+    )
+    return Send(conversation_commands, message.conversation_id, command)
 
 
 def _platform_send(message: OutboundMessage) -> Send:

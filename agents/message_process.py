@@ -41,7 +41,9 @@ from tables.conversations import ConversationState, conversation_state
 
 StateTable = MutableMapping[str, Any]
 
-MODES_AFTER = {"takeover": "human", "release": "bot", "close": "closed"}
+#: ``handoff`` is the bot's own request for a human (its ``handoff_to_human`` tool), applied
+#: once its last answer is delivered; an operator's is ``takeover``.
+MODES_AFTER = {"takeover": "human", "handoff": "human", "release": "bot", "close": "closed"}
 
 
 def _envelope(record: PipelineRecord, message_id: str) -> dict[str, Any]:
@@ -195,7 +197,11 @@ def plan_command(command: ConversationCommand, table: StateTable) -> Effects:
                 "mode.changed",
                 command.message_id,
                 mode=state.mode,
-                data={"action": command.action, "operator_id": command.operator_id},
+                data={
+                    "action": command.action,
+                    "operator_id": command.operator_id,
+                    **({"reason": command.text} if command.action in MODES_AFTER else {}),
+                },
             )
         )
     if command.action == "reply":

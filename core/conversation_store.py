@@ -53,6 +53,11 @@ class ConversationStore:
         """Store messages under their ids; the ids of those stored now (not already there)."""
         return await _insert_new(self._messages, messages)
 
+    async def conversation(self, conversation_id: str, workspace_id: str) -> Document | None:
+        return await self._conversations.find_one(
+            {"_id": conversation_id, "workspace_id": workspace_id}
+        )
+
     async def message(self, message_id: str) -> Document | None:
         return await self._messages.find_one({"_id": message_id})
 

@@ -35,6 +35,16 @@ def answer_id(request: str) -> str:
     return "bt_" + _digest("answer", request)
 
 
+def function_call_id(request: str, round_no: int, index: int, name: str, arguments: str) -> str:
+    """One tool call of a turn: a repeated turn that asks the same thing maps to the same call."""
+    return "fc_" + _digest("call", request, str(round_no), str(index), name, arguments)
+
+
+def follow_up_id(answer: str, action: str) -> str:
+    """The conversation command an answer's ``then_action`` becomes once it is delivered."""
+    return "cmd_" + _digest("follow-up", answer, action)
+
+
 def sandbox_message_id(sandbox: str, original_id: str) -> str:
     """A user's message copied into a sandbox (``switchboard replay refeed``)."""
     return "sbx_" + _digest("sandbox", sandbox, original_id)

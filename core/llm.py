@@ -111,6 +111,11 @@ class ChatModel(Protocol):
         """Which model this is, for the turn's record."""
         ...
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """How it is called (endpoint, sampling), for the turn's record; never the key."""
+        ...
+
     async def complete(
         self,
         messages: Sequence[Message],
@@ -163,6 +168,14 @@ class OpenAIChatModel:
     @property
     def label(self) -> str:
         return self._settings.model
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {
+            "base_url": self._settings.base_url,
+            "temperature": self._settings.temperature,
+            "max_tokens": self._settings.max_tokens,
+        }
 
     async def close(self) -> None:
         await self._client.close()
@@ -257,6 +270,10 @@ class DemoChatModel:
     @property
     def label(self) -> str:
         return DEMO_LABEL
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {}
 
     async def complete(
         self,

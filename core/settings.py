@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     ai_agent_enabled: bool = True
     ai_max_in_flight: int = Field(default=256, ge=1)  # model calls at once, per worker
     ai_turn_timeout_s: float = Field(default=60.0, gt=0)  # a whole turn, retries included
+    ai_max_tool_rounds: int = Field(default=4, ge=0)  # rounds of tool calls in one turn
+    ai_turn_token_budget: int = Field(default=16_000, ge=1)  # tokens over a turn's model calls
+    # Tenant HTTP tools: networks they may reach beyond the public internet (comma-separated
+    # CIDRs, for self-hosters whose tools live on a private network), and their limits.
+    tool_allow_networks: str = ""
+    tool_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    tool_max_response_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
 
     # Web services: every service listens on its own port, whether run alone or with ``web all``.
     web_host: str = "127.0.0.1"

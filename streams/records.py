@@ -88,9 +88,20 @@ class OutboundMessage(PipelineRecord, namespace="switchboard.OutboundMessage"):
     request_id: str = ""
     text: str = ""
     mode_epoch: int = 0  # for bot answers: the epoch of the request being answered
+    #: A conversation action the bot's turn decided on (``handoff`` or ``close``), applied once
+    #: this answer is delivered, so the user reads the bot's last words before it takes effect.
+    then_action: str = ""
+    then_reason: str = ""
 
 
-def bot_answer(request: AgentRequest, text: str, *, created_at: float) -> OutboundMessage:
+def bot_answer(
+    request: AgentRequest,
+    text: str,
+    *,
+    created_at: float,
+    then_action: str = "",
+    then_reason: str = "",
+) -> OutboundMessage:
     """The bot's answer to ``request``: its id comes from the request's, so a retry repeats it."""
     return OutboundMessage(
         **request.envelope(answer_id(request.request_id), created_at),
@@ -99,6 +110,8 @@ def bot_answer(request: AgentRequest, text: str, *, created_at: float) -> Outbou
         request_id=request.request_id,
         text=text,
         mode_epoch=request.mode_epoch,
+        then_action=then_action,
+        then_reason=then_reason,
     )
 
 
@@ -120,6 +133,9 @@ class ConversationEvent(PipelineRecord, namespace="switchboard.ConversationEvent
 
 
 class FunctionCall(PipelineRecord, namespace="switchboard.FunctionCall"):
+    """A tool the model asked for; ``call_id`` (also ``message_id``) is deterministic from the
+    request, the round, the call's place and its arguments, so a repeated turn repeats it."""
+
     request_id: str = ""
     call_id: str = ""
     name: str = ""
@@ -127,6 +143,8 @@ class FunctionCall(PipelineRecord, namespace="switchboard.FunctionCall"):
 
 
 class FunctionResult(PipelineRecord, namespace="switchboard.FunctionResult"):
+    """A tool's outcome: ``result`` when it ran, ``error`` (which the model reads) when not."""
+
     request_id: str = ""
     call_id: str = ""
     name: str = ""

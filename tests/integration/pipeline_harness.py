@@ -43,9 +43,12 @@ class Worker:
     Its AI stage is off unless asked for: most pipeline tests answer requests themselves.
     """
 
-    def __init__(self, log_dir: Path, name: str, *, ai: bool = False) -> None:
+    def __init__(
+        self, log_dir: Path, name: str, *, ai: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         self.log = log_dir / f"{name}.log"
         self.ai = ai
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -60,6 +63,7 @@ class Worker:
                     **os.environ,
                     "PYTHONUNBUFFERED": "1",
                     "SWITCHBOARD_AI_AGENT_ENABLED": "true" if self.ai else "false",
+                    **self.env,
                 },
             )
 
@@ -319,6 +323,14 @@ async def wait_for_event(
     finally:
         await consumer.stop()
     raise AssertionError(f"{seen} of {count} {kind} events for {conversation_id}")
+
+
+async def insert_documents(settings: Settings, collection: str, *docs: Document) -> None:
+    client = new_mongo_client(settings)
+    try:
+        await client[settings.mongo_database][collection].insert_many(list(docs))
+    finally:
+        await client.close()
 
 
 async def documents(settings: Settings, collection: str, workspace_id: str) -> list[Document]:
