@@ -103,6 +103,7 @@ class Turn:
     failure: str = ""
     attempts: int = 0
     latency_s: float = 0.0
+    answer: str = ""  # what the user was sent: the model's text, or a fallback or limit reply
 
     @property
     def answered(self) -> bool:
@@ -119,6 +120,7 @@ class Turn:
             "prompt_tokens": self.result.prompt_tokens,
             "completion_tokens": self.result.completion_tokens,
             "latency_s": round(self.latency_s, 4),
+            "answer": self.answer,
             **self.result.record(),
         }
         if rounds:
@@ -191,6 +193,7 @@ class AIStage:
             text = str(chatbot.get("limit_reply") or LIMIT_REPLY)
         else:
             text = str(chatbot.get("fallback_reply") or FALLBACK_REPLY)
+        turn.answer = text
         then_action, then_reason = follow_up(turn)
         answer = bot_answer(
             request,

@@ -132,6 +132,44 @@ def _replay_refeed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_turns(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.rerun import recorded_turns
+
+    turns = asyncio.run(recorded_turns(settings, args.conversation_id))
+    for turn in turns:
+        print(turn.as_json() if args.json else turn.as_text())
+    return 0 if turns else 1
+
+
+def _replay_rerun(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from streams.rerun import Rerun, rerun, rerun_model
+
+    prompt = Path(args.prompt_file).read_text() if args.prompt_file else args.prompt
+    model = rerun_model(settings, base_url=args.base_url, model=args.model, api_key=args.api_key)
+
+    async def answer_again() -> list[Rerun]:
+        try:
+            return await rerun(settings, args.conversation_id, model, prompt=prompt)
+        finally:
+            await model.close()
+
+    reruns = asyncio.run(answer_again())
+    for one in reruns:
+        print(one.as_json() if args.json else one.as_text())
+    if not reruns:
+        print(f"no recorded turns of {args.conversation_id}", file=sys.stderr)
+        return 1
+    if not args.json:
+        changed = sum(one.changed for one in reruns)
+        print(f"{len(reruns)} turn(s) re-run with {model.label}: {changed} answer(s) changed")
+    return 0
+
+
 def _timestamp(text: str | None) -> float | None:
     """An ISO 8601 time (UTC unless it says otherwise) or seconds since the epoch."""
     if text is None:
@@ -172,6 +210,26 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     refeed.add_argument("--since", help="ISO time or epoch seconds")
     refeed.add_argument("--until", help="ISO time or epoch seconds")
     refeed.set_defaults(handler=_replay_refeed)
+    turns = actions.add_parser(
+        "turns", help="why the bot said what it said: each turn's prompt, tools, tokens, answer"
+    )
+    turns.add_argument("conversation_id")
+    turns.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    turns.set_defaults(handler=_replay_turns)
+    again_ai = actions.add_parser(
+        "rerun",
+        help="answer each recorded turn again with another prompt or model; recorded tool "
+        "results are served back and nothing is sent",
+    )
+    again_ai.add_argument("conversation_id")
+    prompt = again_ai.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", help="the system prompt to use instead of the recorded one")
+    prompt.add_argument("--prompt-file", help="read that system prompt from a file")
+    again_ai.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the settings')")
+    again_ai.add_argument("--model", help="model name (default: the settings'; else the demo)")
+    again_ai.add_argument("--api-key", help="key for that endpoint (default: the settings')")
+    again_ai.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    again_ai.set_defaults(handler=_replay_rerun)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ class ChatModel(Protocol):
         """How it is called (endpoint, sampling), for the turn's record; never the key."""
         ...
 
+    async def close(self) -> None: ...
+
     async def complete(
         self,
         messages: Sequence[Message],
@@ -274,6 +276,9 @@ class DemoChatModel:
     @property
     def parameters(self) -> dict[str, Any]:
         return {}
+
+    async def close(self) -> None:
+        return None
 
     async def complete(
         self,

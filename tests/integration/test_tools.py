@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.turns import LIMIT_REPLY
 from streams.records import FunctionCall, FunctionResult, decode, encode
 from streams.replay import conversation_records
+from streams.rerun import recorded_turns, rerun, rerun_model
 from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls
 from tests.fakes.tool_endpoint import ToolEndpoint
 from tests.integration.pipeline_harness import (
@@ -337,3 +338,47 @@ def test_call_ids_repeat_for_a_repeated_turn() -> None:
     assert first == ids.function_call_id("rq_1", 1, 0, "lookup_order", '{"id": 7}')
     assert first != ids.function_call_id("rq_1", 1, 0, "lookup_order", '{"id": 8}')
     assert first != ids.function_call_id("rq_2", 1, 0, "lookup_order", '{"id": 7}')
+
+
+async def test_a_recorded_turn_is_explained_and_rerun_with_its_tool_results_served_back(
+    settings: Settings, tool_worker: Worker
+) -> None:
+    async with FakeLLM() as llm, ToolEndpoint() as endpoint:
+        endpoint.answer = {"order": 9, "status": "in transit"}
+        workspace, application = await _tenant(settings, llm, endpoint)
+        llm.script(ToolCalls([Call("lookup_order", {"id": 9})]), Text("It is on its way."))
+        conversation = Conversation(workspace, application, "rerun-user")
+        await _converse(settings, conversation, ["Where is order 9?"], answers=1)
+
+    (turn,) = await recorded_turns(settings, conversation.id)
+    explained = turn.as_text()
+    assert "called: lookup_order" in explained
+    assert "in transit" in explained
+    assert "'It is on its way.'" in explained
+
+    async with FakeLLM() as other:
+        other.script(
+            ToolCalls([Call("lookup_order", {"id": 9})]), Text("Order 9: in transit, soon there.")
+        )
+        model = rerun_model(settings, base_url=other.base_url, model="fake-model",
+                            api_key="test-key")  # fmt: skip
+        try:
+            (again,) = await rerun(settings, conversation.id, model, prompt="Be terse.")
+        finally:
+            await model.close()
+    assert other.requests[0]["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert other.requests[0]["temperature"] == 0
+    served = json.loads(other.requests[1]["messages"][-1]["content"])
+    assert served == {"status": 200, "body": {"order": 9, "status": "in transit"}}
+    assert len(endpoint.requests) == 1  # the re-run called no tool
+    assert (again.recorded_answer, again.answer) == (
+        "It is on its way.",
+        "Order 9: in transit, soon there.",
+    )
+    assert again.served == [{"name": "lookup_order", "arguments": '{"id": 9}', "recorded": True}]
+    assert "+Order 9: in transit, soon there." in again.as_text()
+
+    demo = rerun_model(settings, base_url=None, model=None, api_key=None)
+    first = await rerun(settings, conversation.id, demo)
+    second = await rerun(settings, conversation.id, demo)
+    assert [r.answer for r in first] == [r.answer for r in second]
