@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from agents.tool_results import ToolResults
 from core.applications import ApplicationDirectory
 from core.cache import new_redis
+from core.channel_directory import ChannelDirectory
 from core.conversation_store import ConversationStore
 from core.database import Document, database, new_mongo_client
 from core.delivery_marks import DeliveryMarks
@@ -32,6 +33,7 @@ class PipelineDeps:
     mongo: AsyncMongoClient[Document]
     store: ConversationStore
     applications: ApplicationDirectory
+    channels: ChannelDirectory
     realtime: RealtimeEmitter
     marks: DeliveryMarks
     redis: Redis
@@ -55,6 +57,7 @@ async def build_deps(settings: Settings) -> PipelineDeps:
         mongo=mongo,
         store=store,
         applications=ApplicationDirectory(db, redis),
+        channels=ChannelDirectory(db, redis),
         realtime=RealtimeEmitter(settings),
         marks=DeliveryMarks(redis),
         redis=redis,

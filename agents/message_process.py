@@ -4,6 +4,10 @@ messages.inbound + conversation.commands → agent.requests, messages.outbound,
 conversation.events. Key: conversation id. Side effects: the conversation and its messages in
 MongoDB (idempotent by id), the conversation-state table (the only writer).
 
+A user's message is taken only from an application of its own workspace, on a connected channel
+of that application and of the message's type (both read through Redis, once per batch); any
+other is dead-lettered before it changes anything.
+
 A redelivered record (after a crash or rebalance) runs again: every write is idempotent by id,
 the table remembers which records it applied, and downstream stages ignore ids they have seen.
 """
@@ -12,17 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from agents.batches import BatchScope, run_batches
 from agents.context import PipelineDeps, deps_of
 from agents.outputs import Send, event_of, publish_all
 from core import ids
 from core.applications import UnknownApplication
+from core.channel_directory import ChannelDisconnected, UnknownChannel
 from core.database import Document
-from core.errors import NotFound, PermissionDenied, ValidationFailed
+from core.errors import NotFound, PermissionDenied, SwitchboardError, ValidationFailed
 from streams.app import app
 from streams.records import (
     AgentRequest,
@@ -40,6 +45,7 @@ from streams.topics import (
 from tables.conversations import ConversationState, conversation_state
 
 StateTable = MutableMapping[str, Any]
+T = TypeVar("T")
 
 #: ``handoff`` is the bot's own request for a human (its ``handoff_to_human`` tool), applied
 #: once its last answer is delivered; an operator's is ``takeover``.
@@ -88,19 +94,54 @@ def conversation_document(state: ConversationState) -> Document:
     }
 
 
+async def _once_per_batch(
+    batch: BatchScope,
+    key: tuple[str, ...],
+    lookup: Callable[[], Awaitable[T]],
+    refusals: tuple[type[SwitchboardError], ...],
+) -> T:
+    """``lookup()``'s answer, or its refusal (raised again each time), for the rest of the batch.
+
+    A transient failure is not remembered: it propagates, and the record's plan is retried.
+    """
+    if key not in batch.lookups:
+        try:
+            batch.lookups[key] = await lookup()
+        except refusals as refused:
+            batch.lookups[key] = refused
+    found = batch.lookups[key]
+    if isinstance(found, SwitchboardError):
+        raise type(found)(found.message)  # a fresh error: a raised one keeps its traceback
+    return cast(T, found)
+
+
 async def application_of(record: PipelineRecord, deps: PipelineDeps, batch: BatchScope) -> Document:
     """The record's application, looked up once per batch (an unknown one raises each time)."""
-    key = ("application", record.application_id, record.workspace_id)
-    found = batch.lookups.get(key)
-    if found is None:
-        try:
-            found = await deps.applications.get(record.application_id, record.workspace_id)
-        except UnknownApplication as unknown:
-            found = unknown
-        batch.lookups[key] = found
-    if isinstance(found, UnknownApplication):
-        raise UnknownApplication(str(found))
-    return cast(Document, found)
+    return await _once_per_batch(
+        batch,
+        ("application", record.application_id, record.workspace_id),
+        lambda: deps.applications.get(record.application_id, record.workspace_id),
+        (UnknownApplication,),
+    )
+
+
+async def channel_of(record: InboundMessage, deps: PipelineDeps, batch: BatchScope) -> Document:
+    """The channel the message came in on, looked up once per batch; a refusal raises each time.
+
+    The answer depends on every field the check compares, so they are all in the key.
+    """
+    return await _once_per_batch(
+        batch,
+        (
+            "channel",
+            record.channel,
+            record.channel_id,
+            record.workspace_id,
+            record.application_id,
+        ),
+        lambda: deps.channels.resolve(record),
+        (UnknownChannel, ChannelDisconnected),
+    )
 
 
 def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
@@ -246,6 +287,7 @@ class MessageProcess:
         record = decode(raw)
         if isinstance(record, InboundMessage):
             await application_of(record, self.deps, batch)
+            await channel_of(record, self.deps, batch)
             return plan_inbound(record, self.table)
         if isinstance(record, ConversationCommand):
             return plan_command(record, self.table)

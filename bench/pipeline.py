@@ -144,8 +144,12 @@ def _answer(raw: bytes) -> bytes:
     return encode(bot_answer(request, request.text, created_at=time.time()))
 
 
+def _channel_id(application: str) -> str:
+    return f"ch_{application}"
+
+
 def _pipeline_codec(workspace: str, application: str) -> tuple[Encode, ArrivalId]:
-    channel_id = f"ch_{application}"
+    channel_id = _channel_id(application)
 
     def encode_one(message_id: str, index: int) -> tuple[str, bytes]:
         chat = f"bench-{index % CONVERSATIONS}"
@@ -182,9 +186,15 @@ async def _prepare(settings: Settings) -> tuple[str, str]:
     workspace, application = ids.new_id("ws"), ids.new_id("app")
     client = new_mongo_client(settings)
     try:
-        await client[settings.mongo_database]["applications"].insert_one(
+        db = client[settings.mongo_database]
+        await db["applications"].insert_one(
             {"_id": application, "workspace_id": workspace, "name": "benchmark"}
         )
+        # The connected channel the codec's messages name: message-process checks it exists.
+        await db["channels"].insert_one(
+            {"_id": _channel_id(application), "workspace_id": workspace,
+             "application_id": application, "type": "telegram", "status": "active"}
+        )  # fmt: skip
     finally:
         await client.close()
     return workspace, application

@@ -98,17 +98,33 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def platform_channel_id(application_id: str) -> str:
+    """The telegram channel ``create_application`` connects to every application it creates."""
+    return f"ch_{application_id}"
+
+
 class Conversation:
-    """A test conversation on a platform channel, so answers reach platform.outbound."""
+    """A test conversation on a platform channel, so answers reach platform.outbound.
+
+    Its channel is the application's own (``channel_id`` names another, for tests that must be
+    refused).
+    """
 
     def __init__(
-        self, workspace_id: str, application_id: str, chat: str, channel: str = "telegram"
+        self,
+        workspace_id: str,
+        application_id: str,
+        chat: str,
+        channel: str = "telegram",
+        channel_id: str | None = None,
     ) -> None:
         self.workspace_id = workspace_id
         self.application_id = application_id
         self.channel = channel
         # The widget's channel is its application; a platform's is the connected channel.
-        self.channel_id = application_id if channel == "web" else f"ch_{application_id}"
+        if channel_id is None:
+            channel_id = application_id if channel == "web" else platform_channel_id(application_id)
+        self.channel_id = channel_id
         self.chat_id = chat
         self.id = ids.conversation_id(channel, self.channel_id, chat)
 
@@ -156,11 +172,22 @@ async def create_application(
     application_id: str | None = None,
     **fields: Any,
 ) -> str:
+    """An application, and the telegram channel connected to it that ``Conversation`` uses."""
     application_id = application_id or ids.new_id("app")
     client = new_mongo_client(settings)
     try:
-        await client[settings.mongo_database]["applications"].insert_one(
+        db = client[settings.mongo_database]
+        await db["applications"].insert_one(
             {"_id": application_id, "workspace_id": workspace_id, "name": "pipeline test", **fields}
+        )
+        await db["channels"].insert_one(
+            {
+                "_id": platform_channel_id(application_id),
+                "workspace_id": workspace_id,
+                "application_id": application_id,
+                "type": "telegram",
+                "status": "active",
+            }
         )
     finally:
         await client.close()
