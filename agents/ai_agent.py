@@ -20,6 +20,7 @@ rides on the answer (``then_action``) and takes effect once the answer is delive
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -47,6 +48,7 @@ from core.llm import (
     ToolCall,
     ToolSpec,
 )
+from core.model_thread import ModelThread, ThreadedModel
 from core.prompts import turn_messages
 from core.tools import CONVERSATION_ACTIONS
 from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
@@ -79,7 +81,9 @@ class Models:
     """One client per distinct model configuration, shared by every turn that uses it."""
 
     demo: ChatModel = field(default_factory=DemoChatModel)
-    _clients: dict[ModelSettings, OpenAIChatModel] = field(default_factory=dict)
+    #: Model calls run on a loop of their own (``core.model_thread``).
+    thread: ModelThread = field(default_factory=ModelThread)
+    _clients: dict[ModelSettings, ThreadedModel] = field(default_factory=dict)
 
     def for_chatbot(self, chatbot: Mapping[str, Any], deps: PipelineDeps) -> ChatModel:
         settings = ModelSettings.resolve(chatbot.get("llm") or {}, deps.settings)
@@ -87,7 +91,9 @@ class Models:
             return self.demo
         client = self._clients.get(settings)
         if client is None:
-            client = self._clients[settings] = OpenAIChatModel(settings)
+            client = self._clients[settings] = ThreadedModel(
+                self.thread, functools.partial(OpenAIChatModel, settings), settings.model
+            )
         return client
 
 

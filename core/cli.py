@@ -12,6 +12,7 @@ from core.settings import SERVICES, Settings
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
+    import logging
 
     import faust
 
@@ -23,6 +24,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"created topics: {', '.join(created)}", flush=True)
     app = configure(settings)
     worker = faust.Worker(app, loglevel=args.loglevel or settings.log_level)
+    # The model SDK's HTTP client logs every request at INFO: a line per model call is noise
+    # in a worker's log, and writing it cost 4% of a busy worker's time.
+    for chatty in ("httpx", "httpx2"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     worker.execute_from_commandline()  # returns only through SystemExit
     return 0
 

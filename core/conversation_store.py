@@ -39,7 +39,7 @@ class ConversationStore:
     async def create_conversations(self, documents: Sequence[Document]) -> set[str]:
         """Create the conversations that do not exist yet; the ids of those created now."""
         now = time.time()
-        return await _insert_new(
+        return await insert_new(
             self._conversations,
             [{**d, "created_at": d.get("created_at", now), "updated_at": now} for d in documents],
         )
@@ -51,7 +51,7 @@ class ConversationStore:
 
     async def insert_messages(self, messages: Sequence[Document]) -> set[str]:
         """Store messages under their ids; the ids of those stored now (not already there)."""
-        return await _insert_new(self._messages, messages)
+        return await insert_new(self._messages, messages)
 
     async def conversation(self, conversation_id: str, workspace_id: str) -> Document | None:
         return await self._conversations.find_one(
@@ -62,7 +62,7 @@ class ConversationStore:
         return await self._messages.find_one({"_id": message_id})
 
 
-async def _insert_new(
+async def insert_new(
     collection: AsyncCollection[Document], documents: Sequence[Document]
 ) -> set[str]:
     """Insert every document whose ``_id`` is new, in one round trip; the ids inserted now."""

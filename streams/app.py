@@ -12,6 +12,7 @@ import faust
 from yarl import URL
 
 from core.settings import Settings
+from streams import intake
 
 APP_ID = "switchboard"
 
@@ -62,4 +63,5 @@ def configure(settings: Settings) -> faust.App:
     for name, value in faust_options(settings).items():
         setattr(app.conf, name, value)
     app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.context
+    intake.install()
     return app
