@@ -35,11 +35,13 @@ from tests.fakes.llm import FakeLLM
 CONVERSATIONS = 200
 TURNS = 8  # questions each conversation asks in a measured run
 WARM_UP_TURNS = 2
-PLANS = (("AI stage", 0.0), ("AI stage", 0.5), ("end to end", 0.5))
+#: (workers, path, model latency): one worker as the headline; two, one per core, for scale.
+PLANS = ((1, "AI stage", 0.0), (1, "AI stage", 0.5), (1, "end to end", 0.5), (2, "AI stage", 0.5))
 
 
 @dataclass(frozen=True)
 class AIRun:
+    workers: int
     path: str
     latency_s: float
     run: Run
@@ -167,39 +169,54 @@ async def _closed_loop(settings: Settings, name: str, route: Route, turns: int) 
     )
 
 
-async def _measure(settings: Settings, path: str, latency_s: float) -> AIRun:
+async def _measure(settings: Settings, workers: int, path: str, latency_s: float) -> AIRun:
     async with FakeLLM() as llm:
         llm.latency_s = latency_s
         workspace, application = await _tenant(settings, llm)
         route = _route(path, workspace, application)
         await _closed_loop(settings, "warm-up", route, WARM_UP_TURNS)
-        name = f"{path}, model {latency_s * 1000:.0f} ms"
-        return AIRun(path, latency_s, await _closed_loop(settings, name, route, TURNS))
+        name = f"{path}, model {latency_s * 1000:.0f} ms, {workers} worker{'s' * (workers > 1)}"
+        return AIRun(workers, path, latency_s, await _closed_loop(settings, name, route, TURNS))
 
 
 def run(settings: Settings, log_dir: Path) -> list[AIRun]:
-    worker = _start([sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
-                    log_dir / "bench-ai-worker.log", "[^Worker]: Ready",
-                    env={"SWITCHBOARD_AI_AGENT_ENABLED": "true"})  # fmt: skip
-    try:
-        return [asyncio.run(_measure(settings, path, latency)) for path, latency in PLANS]
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+    results = []
+    for count in sorted({workers for workers, _, _ in PLANS}):
+        workers = [
+            _start(
+                [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
+                log_dir / f"bench-ai-worker-{count}-{n}.log",
+                "[^Worker]: Ready",
+                env={"SWITCHBOARD_AI_AGENT_ENABLED": "true"},
+            )
+            for n in range(count)
+        ]
+        try:
+            time.sleep(10)  # let the group settle on every worker before measuring
+            results += [
+                asyncio.run(_measure(settings, count, path, latency))
+                for workers_wanted, path, latency in PLANS
+                if workers_wanted == count
+            ]
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=60)
+    return results
 
 
 def report(results: list[AIRun]) -> str:
     lines = [
-        f"AI stage benchmark: {CONVERSATIONS} conversations in a closed loop, {TURNS} turns "
-        "each, 1 worker",
-        f"{'':32} {'answers':>8} {'ans/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ideal/s':>8} "
+        f"AI stage benchmark: {CONVERSATIONS} conversations in a closed loop, {TURNS} turns each",
+        f"{'':44} {'answers':>8} {'ans/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ideal/s':>8} "
         f"{'of ideal':>9}",
     ]
     for result in results:
         run = result.run
         ideal = result.ideal
         lines.append(
-            f"{run.name:32} {run.messages:8d} {run.per_second:8.0f} {run.p50_ms:8.1f} "
+            f"{run.name:44} {run.messages:8d} {run.per_second:8.0f} {run.p50_ms:8.1f} "
             f"{run.p99_ms:8.1f} {ideal or float('nan'):8.0f} "
             f"{(run.per_second / ideal if ideal else float('nan')):9.2f}"
         )

@@ -1,12 +1,17 @@
 """Applications as the pipeline sees them, read through a Redis cache.
 
 The applications service invalidates an entry whenever the application changes; the TTL only
-bounds how long a missed invalidation can live.
+bounds how long a missed invalidation can live. Each process also keeps what it read for a
+moment (``LOCAL_TTL_S``): a busy AI stage asked Redis for the same configuration hundreds of
+times a second, each a round trip. A change therefore reaches a running worker within that
+moment of its invalidation.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from typing import cast
 
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
@@ -15,6 +20,7 @@ from core.database import Document
 from core.errors import NotFound
 
 CACHE_TTL_S = 300
+LOCAL_TTL_S = 2.0
 
 
 def cache_key(application_id: str) -> str:
@@ -26,12 +32,28 @@ class UnknownApplication(NotFound):
 
 
 class ApplicationDirectory:
-    def __init__(self, db: AsyncDatabase[Document], redis: Redis) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], redis: Redis, local_ttl_s: float = LOCAL_TTL_S
+    ) -> None:
         self._applications = db["applications"]
         self._redis = redis
+        self._local_ttl_s = local_ttl_s
+        self._local: dict[str, tuple[float, bytes]] = {}
+
+    async def _cached(self, application_id: str) -> bytes | None:
+        now = time.monotonic()
+        held = self._local.get(application_id)
+        if held is not None and held[0] > now:
+            return held[1]
+        cached = cast(bytes | None, await self._redis.get(cache_key(application_id)))
+        if cached is not None and self._local_ttl_s > 0:
+            if len(self._local) > 10_000:
+                self._local.clear()
+            self._local[application_id] = (now + self._local_ttl_s, cached)
+        return cached
 
     async def get(self, application_id: str, workspace_id: str) -> Document:
-        cached = await self._redis.get(cache_key(application_id))
+        cached = await self._cached(application_id)
         if cached is not None:
             application: Document = json.loads(cached)
         else:
@@ -48,6 +70,7 @@ class ApplicationDirectory:
         return application
 
     async def invalidate(self, application_id: str) -> None:
+        self._local.pop(application_id, None)
         await self._redis.delete(cache_key(application_id))
 
 

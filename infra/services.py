@@ -298,7 +298,10 @@ class FerretDB(LocalService):
         return [
             str(self.binary),
             "--handler=sqlite",
-            f"--sqlite-url=file:{data}/",
+            # WAL with synchronous=NORMAL: a commit is durable once SQLite has written it, and
+            # the log is fsynced at checkpoints, like MongoDB's default of a journal flushed
+            # every 100 ms. SQLite's default (FULL) fsyncs every commit: 5-18 ms per insert here.
+            f"--sqlite-url=file:{data}/?_pragma=synchronous(normal)",
             f"--state-dir={data / 'state'}",
             f"--listen-addr=127.0.0.1:{self.settings.mongo_port}",
             f"--debug-addr=127.0.0.1:{self.settings.ferretdb_debug_port}",
