@@ -115,6 +115,24 @@ async def allowed_addresses(host: str, port: int, policy: EgressPolicy) -> list[
     return addresses
 
 
+async def check_destination(url: str, policy: EgressPolicy) -> None:
+    """Refuse a URL the policy would refuse when called: its scheme, and every address its host
+    is now (a literal IP, or what the name resolves to). Used when a tool is saved, so a tenant
+    learns at once; the call checks again, since a name may resolve elsewhere later."""
+    check_url(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        await allowed_addresses(host, port, policy)
+        return
+    reason = policy.refusal(literal)
+    if reason is not None:
+        raise EgressRefused(f"{literal} is {reason}")
+
+
 class CheckedResolver(AbstractResolver):
     """aiohttp's connector connects only to the addresses this resolver checked."""
 

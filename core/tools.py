@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from core.database import Document
+from core.egress import EgressPolicy, check_destination
 from core.errors import ValidationFailed
 from core.llm import ToolSpec
 
@@ -191,6 +192,23 @@ class ToolDirectory:
             }
         specs = [BUILTINS[n] if n in BUILTINS else tenant[n].spec() for n in _known(names, tenant)]
         return specs, tenant
+
+
+async def check_tool(document: Mapping[str, Any], policy: EgressPolicy) -> TenantTool:
+    """A tenant tool as it may be saved: a name the model accepts, a known method, a JSON schema
+    of an object, and a URL the egress policy would call. Raises ValidationFailed or
+    EgressRefused (403) with the reason."""
+    name = document.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValidationFailed("a tool's name is 1-64 letters, digits, '_' or '-'")
+    if name in BUILTINS:
+        raise ValidationFailed(f"{name!r} is the name of a built-in tool")
+    if not isinstance(document.get("url"), str):
+        raise ValidationFailed("a tool needs a url")
+    check_schema(document.get("parameters") or {"type": "object"})
+    tool = TenantTool.from_document(document)
+    await check_destination(tool.url, policy)
+    return tool
 
 
 def _known(names: Sequence[str], tenant: Mapping[str, TenantTool]) -> list[str]:

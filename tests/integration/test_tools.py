@@ -13,6 +13,7 @@ import pytest
 
 from core import ids
 from core.ids import new_id
+from core.llm import DEMO_PREFIX
 from core.secrets import SecretBox
 from core.settings import Settings
 from core.turns import LIMIT_REPLY
@@ -382,3 +383,16 @@ async def test_a_recorded_turn_is_explained_and_rerun_with_its_tool_results_serv
     first = await rerun(settings, conversation.id, demo)
     second = await rerun(settings, conversation.id, demo)
     assert [r.answer for r in first] == [r.answer for r in second]
+
+
+async def test_the_offline_demo_model_runs_the_whole_tool_loop(
+    settings: Settings, tool_worker: Worker
+) -> None:
+    workspace = new_id("ws")
+    application = await create_application(settings, workspace)  # no model: the demo answers
+    conversation = Conversation(workspace, application, "demo-user")
+    (answer,) = await _converse(settings, conversation, ["call get_conversation_info"], answers=1)
+    assert answer.startswith(f"{DEMO_PREFIX}The tool answered:")
+    assert '"channel": "telegram"' in answer
+    (turn,) = await _turns(settings, conversation)
+    assert [r["tool_calls"][0]["name"] for r in turn["rounds"][:1]] == ["get_conversation_info"]

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from core.egress import EgressPolicy, EgressRefused
 from core.errors import ValidationFailed
 from core.tools import (
     BUILTINS,
@@ -13,6 +14,7 @@ from core.tools import (
     HANDOFF,
     TenantTool,
     check_schema,
+    check_tool,
     enabled_names,
     validate_arguments,
 )
@@ -104,3 +106,45 @@ def test_the_model_sees_no_url_header_or_secret() -> None:
     shown = json.dumps(spec)
     for hidden in ("internal-url", "X-Tenant", "plain-header-value", "Authorization", "sealed"):
         assert hidden not in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/tool",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/tool",
+        "http://10.0.0.1/tool",
+        "http://0x7f000001/tool",
+        "http://localhost/tool",  # a host that resolves to a loopback address
+        "file:///etc/passwd",
+        "http://user:pw@example.com/tool",
+    ],
+)
+async def test_a_tool_pointing_inward_is_refused_when_saved(url: str) -> None:
+    document = {"name": "lookup", "url": url, "parameters": {"type": "object"}}
+    with pytest.raises(EgressRefused):
+        await check_tool(document, EgressPolicy())
+
+
+async def test_a_tool_on_an_allowed_network_may_be_saved() -> None:
+    document = {"name": "lookup", "url": "http://10.1.2.3:8080/tool", "method": "get"}
+    tool = await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"))
+    assert (tool.name, tool.method) == ("lookup", "GET")
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"name": "bad name!", "url": "http://10.1.2.3/"}, "name"),
+        ({"name": "handoff_to_human", "url": "http://10.1.2.3/"}, "built-in"),
+        ({"name": "lookup"}, "url"),
+        ({"name": "lookup", "url": "http://10.1.2.3/", "parameters": {"type": "string"}}, "object"),
+        ({"name": "lookup", "url": "http://10.1.2.3/", "method": "TRACE"}, "method"),
+    ],
+)
+async def test_a_malformed_tool_is_refused_when_saved(
+    document: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(ValidationFailed, match=reason):
+        await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"))
