@@ -15,6 +15,27 @@ class SwitchboardError(Exception):
         self.details = details
 
 
+class Unauthorized(SwitchboardError):
+    """No valid credentials: the client must sign in (again)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Conflict(SwitchboardError):
+    status = 409
+    code = "conflict"
+
+
+class TooManyRequests(SwitchboardError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: object | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(SwitchboardError):
     status = 404
     code = "not_found"

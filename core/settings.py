@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Secrets. The defaults are for local development only.
     jwt_secret: SecretStr = SecretStr("local-development-jwt-secret-change-me")
     encryption_key: SecretStr = SecretStr("local-development-encryption-key-change-me")
+    access_token_ttl_s: int = Field(default=900, ge=30, le=24 * 3600)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
 
     # The default LLM; chatbots may override every one of these.
     llm_base_url: str | None = None

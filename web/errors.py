@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from core.errors import SwitchboardError
+from core.errors import SwitchboardError, TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except SwitchboardError as error:
-        return error_response(error.status, error.code, error.message, details=error.details)
+        response = error_response(error.status, error.code, error.message, details=error.details)
+        if isinstance(error, TooManyRequests):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        if isinstance(error, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

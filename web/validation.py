@@ -1,0 +1,54 @@
+"""Request bodies and queries read into pydantic models, or refused with per-field details.
+
+A body that is not JSON answers 400 ``malformed_json``; one that does not fit the model answers
+422 ``validation_failed`` with ``details: [{"field": "a.b", "message": "..."}]``. Nothing is
+changed by a refused request: handlers parse before they touch a store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from core.errors import SwitchboardError, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MalformedJSON(SwitchboardError):
+    status = 400
+    code = "malformed_json"
+
+
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(part) for part in e["loc"]) or "(body)", "message": e["msg"]}
+        for e in error.errors(include_url=False)
+    ]
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data: Any = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedJSON(f"the body is not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object",
+            details=[{"field": "(body)", "message": "not an object"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed("the body does not fit", details=field_errors(error)) from error
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise ValidationFailed("the query does not fit", details=field_errors(error)) from error
