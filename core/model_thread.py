@@ -27,6 +27,7 @@ class ModelThread:
     def __init__(self, name: str = "switchboard-models") -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -40,7 +41,8 @@ class ModelThread:
                     loop.call_soon(ready.set)
                     loop.run_forever()
 
-                threading.Thread(target=run, name=self._name, daemon=True).start()
+                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread.start()
                 ready.wait()
                 self._loop = loop
             return self._loop
@@ -55,10 +57,14 @@ class ModelThread:
             raise
 
     def stop(self) -> None:
+        """Stop the loop and close it (a worker's thread simply ends with the process)."""
         with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
 
 
 class ThreadedModel:
