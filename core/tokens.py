@@ -79,7 +79,7 @@ class TokenService:
         except jwt.PyJWTError as error:
             raise Unauthorized("the token is not valid") from error
         if claims.get("typ") != expected:
-            raise Unauthorized(f"this is not an {expected} token")
+            raise Unauthorized(f"this token is not of type {expected!r}")
         return claims
 
     def read_access(self, token: str) -> AccessClaims:
