@@ -50,6 +50,7 @@ from core.llm import (
 )
 from core.model_thread import ModelThread, ThreadedModel
 from core.prompts import turn_messages
+from core.secrets import PREFIX as SEALED
 from core.tools import CONVERSATION_ACTIONS
 from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from streams.app import app
@@ -86,7 +87,12 @@ class Models:
     _clients: dict[ModelSettings, ThreadedModel] = field(default_factory=dict)
 
     def for_chatbot(self, chatbot: Mapping[str, Any], deps: PipelineDeps) -> ChatModel:
-        settings = ModelSettings.resolve(chatbot.get("llm") or {}, deps.settings)
+        llm: Mapping[str, Any] = chatbot.get("llm") or {}
+        sealed = llm.get("api_key")
+        if isinstance(sealed, str) and sealed.startswith(SEALED):
+            # The chatbots service stores the key sealed; it is opened only to make the call.
+            llm = {**llm, "api_key": deps.secrets.open(sealed)}
+        settings = ModelSettings.resolve(llm, deps.settings)
         if settings is None:
             return self.demo
         client = self._clients.get(settings)

@@ -28,6 +28,7 @@ from core.database import Document
 from core.errors import ValidationFailed
 from streams.app import app
 from streams.records import (
+    API_CHANNEL,
     SANDBOX_CHANNEL,
     ConversationCommand,
     OutboundMessage,
@@ -40,7 +41,9 @@ from tables.conversations import ConversationState, conversation_state
 
 def _document(plan: Delivery) -> Document:
     message = plan.message
-    status = {"web": "delivered", SANDBOX_CHANNEL: "sandboxed"}.get(message.channel, "routed")
+    status = {"web": "delivered", SANDBOX_CHANNEL: "sandboxed", API_CHANNEL: "stored"}.get(
+        message.channel, "routed"
+    )
     if plan.stale:
         status = "suppressed"
     return {
@@ -62,9 +65,10 @@ def is_stale(message: OutboundMessage, state: ConversationState | None) -> bool:
     return state is None or state.mode != "bot" or state.epoch != message.mode_epoch
 
 
-#: Channels that never go to platform.outbound: the widget is pushed to directly, and a sandbox
-#: goes nowhere.
-LOCAL_CHANNELS = ("web", SANDBOX_CHANNEL)
+#: Channels that never go to platform.outbound: the widget is pushed to directly, a sandbox goes
+#: nowhere, and a server-to-server ("api") conversation's answers are stored for its client to
+#: read through the conversations API.
+LOCAL_CHANNELS = ("web", SANDBOX_CHANNEL, API_CHANNEL)
 
 
 @dataclass(frozen=True)

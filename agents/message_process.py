@@ -268,8 +268,10 @@ def _apply(command: ConversationCommand, state: ConversationState) -> None:
         state.add_turn("operator", command.text, command.message_id)
     else:
         mode = state.mode
-    if command.action == "takeover" or (command.action == "assign" and command.assignee_id):
+    if command.action == "takeover":
         state.assignee_id = command.assignee_id or command.operator_id
+    elif command.action == "assign":  # an empty assignee unassigns
+        state.assignee_id = command.assignee_id
     if mode != state.mode:
         state.mode, state.epoch = mode, state.epoch + 1
     state.last_activity = time.time()

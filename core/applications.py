@@ -1,10 +1,14 @@
 """Applications as the pipeline sees them, read through a Redis cache.
 
-The applications service invalidates an entry whenever the application changes; the TTL only
-bounds how long a missed invalidation can live. Each process also keeps what it read for a
-moment (``LOCAL_TTL_S``): a busy AI stage asked Redis for the same configuration hundreds of
-times a second, each a round trip. A change therefore reaches a running worker within that
-moment of its invalidation.
+An application names its chatbot (``chatbot_id``); the chatbot's document, model API key still
+sealed, is embedded as ``chatbot`` in the cached config, so a turn reads one entry. (Documents
+that embed ``chatbot`` themselves, without a ``chatbot_id``, are read as they are.)
+
+The applications and chatbots services invalidate an entry whenever the application or its
+chatbot changes; the TTL only bounds how long a missed invalidation can live. Each process also
+keeps what it read for a moment (``LOCAL_TTL_S``): a busy AI stage asked Redis for the same
+configuration hundreds of times a second, each a round trip. A change therefore reaches a
+running worker within that moment of its invalidation.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class ApplicationDirectory:
         self, db: AsyncDatabase[Document], redis: Redis, local_ttl_s: float = LOCAL_TTL_S
     ) -> None:
         self._applications = db["applications"]
+        self._chatbots = db["chatbots"]
         self._redis = redis
         self._local_ttl_s = local_ttl_s
         self._local: dict[str, tuple[float, bytes]] = {}
@@ -60,13 +65,28 @@ class ApplicationDirectory:
             found = await self._applications.find_one({"_id": application_id})
             if found is None:
                 raise UnknownApplication(f"application {application_id} does not exist")
-            application = {key: value for key, value in found.items() if _jsonable(value)}
+            application = await self._with_chatbot(
+                {key: value for key, value in found.items() if _jsonable(value)}
+            )
             await self._redis.set(
                 cache_key(application_id), json.dumps(application), ex=CACHE_TTL_S
             )
         if application.get("workspace_id") != workspace_id:
             # Same answer as a missing one: a record never learns about another tenant.
             raise UnknownApplication(f"application {application_id} does not exist")
+        return application
+
+    async def _with_chatbot(self, application: Document) -> Document:
+        """``application`` with its linked chatbot embedded, read in the same workspace only."""
+        chatbot_id = application.get("chatbot_id")
+        if not chatbot_id:
+            return application
+        application.pop("chatbot", None)
+        found = await self._chatbots.find_one(
+            {"_id": chatbot_id, "workspace_id": application.get("workspace_id")}
+        )
+        if found is not None:
+            application["chatbot"] = {k: v for k, v in found.items() if _jsonable(v)}
         return application
 
     async def invalidate(self, application_id: str) -> None:

@@ -18,10 +18,13 @@ from redis.asyncio import Redis
 from core.applications import CACHE_TTL_S
 from core.database import Document
 from core.errors import NotFound, ValidationFailed
-from streams.records import SANDBOX_CHANNEL, PipelineRecord
+from streams.records import API_CHANNEL, SANDBOX_CHANNEL, PipelineRecord
 
 #: The widget's channel: it has no document, its channel id is its application's id.
 WEB_CHANNEL = "web"
+#: Channels without a document, whose channel id is their application's id (the widget's, and
+#: the server-to-server conversations the applications service starts with an API key).
+APPLICATION_CHANNELS = (WEB_CHANNEL, API_CHANNEL)
 #: What is read from a channel's document and cached; nothing else (above all no credentials).
 CACHED_FIELDS = ("_id", "workspace_id", "application_id", "type", "status")
 ACTIVE = "active"
@@ -73,15 +76,17 @@ class ChannelDirectory:
     async def resolve(self, record: PipelineRecord) -> Document:
         """The channel ``record`` came in on, once it is known to be the record's own and connected.
 
-        Raises ``UnknownChannel`` or ``ChannelDisconnected``. The widget and the sandbox have no
-        channel documents: the widget's channel is its application, and sandbox records are
-        replays (``switchboard replay refeed``) of messages that were checked when they arrived.
+        Raises ``UnknownChannel`` or ``ChannelDisconnected``. The widget, the API and the sandbox
+        have no channel documents: the widget's and the API's channel is their application, and
+        sandbox records are replays (``switchboard replay refeed``) of messages that were checked
+        when they arrived.
         """
-        if record.channel == WEB_CHANNEL:
+        if record.channel in APPLICATION_CHANNELS:
             if record.channel_id != record.application_id:
+                what = "the widget's" if record.channel == WEB_CHANNEL else "the API's"
                 raise UnknownChannel(
-                    f"web channel {record.channel_id!r} does not exist: "
-                    "the widget's channel is its application"
+                    f"{record.channel} channel {record.channel_id!r} does not exist: "
+                    f"{what} channel is its application"
                 )
             return self._implicit(record)
         if record.channel == SANDBOX_CHANNEL:

@@ -20,6 +20,8 @@ SCHEMA_VERSION = 1
 #: The channel of conversations re-fed for debugging (``switchboard replay refeed``): the
 #: pipeline runs them like any other, and the delivery agent sends nothing anywhere for them.
 SANDBOX_CHANNEL = "sandbox"
+#: The channel of conversations started by a tenant's server through the applications API.
+API_CHANNEL = "api"
 
 
 class PipelineRecord(faust.Record, abstract=True, serializer="json"):

@@ -1,18 +1,293 @@
-"""The applications service: applications, API keys, and new conversations for the pipeline.
+"""The applications service: applications, their API keys, and new conversations for the pipeline.
 
-So far it answers only /healthz, /readyz and /metrics; its API grows with the issues that build it.
+Operators (JWT) manage applications and keys; agents may read them, owners and admins change
+them. A server (``X-Api-Key``) opens a conversation on the ``api`` channel, whose channel id is
+the application's id, and may post its first message into the pipeline (``messages.inbound``,
+answered 202 after the broker's ack). Every change to an application invalidates the config the
+pipeline caches (``core.applications``).
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
 
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core import ids
+from core.application_store import ApplicationNotFound, ApplicationStore
+from core.applications import ApplicationDirectory
+from core.conversation_store import ConversationStore
+from core.database import Document, database
+from core.errors import Unauthorized
+from core.producer import LazyProducer
 from core.settings import Settings
+from core.tokens import TokenService
+from streams.records import API_CHANNEL, ConversationEvent, InboundMessage, encode
+from web.auth import TOKENS, principal
 from web.health import Dependency
+from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
 from web.service import service_app
+from web.validation import parse_body
+
+log = logging.getLogger(__name__)
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS, Dependency.KAFKA)
+API_KEY_HEADER = "X-Api-Key"
+INBOUND_TOPIC = "messages.inbound"
+EVENTS_TOPIC = "conversation.events"
+
+Name = Field(min_length=1, max_length=200)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_null(value: object) -> object:
+    """For PATCH fields that may be left out but not cleared."""
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+class ApplicationCreate(_Body):
+    name: str = Name
+    prompt: str = Field(default="", max_length=20_000)
+    chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
+    welcome_message: str = Field(default="", max_length=2_000)
+
+
+class ApplicationPatch(_Body):
+    """Only the fields sent change; ``chatbot_id: null`` unlinks the chatbot."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    prompt: str | None = Field(default=None, max_length=20_000)
+    chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
+    welcome_message: str | None = Field(default=None, max_length=2_000)
+
+    _present = field_validator("name", "prompt", "welcome_message")(_not_null)
+
+
+class KeyCreate(_Body):
+    name: str = Field(default="", max_length=200)
+
+
+class NewConversation(_Body):
+    external_user_id: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    text: str | None = Field(default=None, min_length=1, max_length=16_000)
+    #: The client's id for ``text``: a retried request with the same id posts the message once.
+    message_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def _application_view(document: Document) -> Document:
+    return {
+        "id": document["_id"],
+        "name": document.get("name", ""),
+        "prompt": document.get("prompt", ""),
+        "chatbot_id": document.get("chatbot_id"),
+        "welcome_message": document.get("welcome_message", ""),
+        "widget_key": document.get("widget_key"),
+        "created_at": document.get("created_at"),
+        "updated_at": document.get("updated_at"),
+    }
+
+
+def _key_view(document: Document) -> Document:
+    return {
+        "id": document["_id"],
+        "application_id": document["application_id"],
+        "name": document.get("name", ""),
+        "prefix": document.get("prefix"),
+        "created_at": document.get("created_at"),
+        "revoked_at": document.get("revoked_at"),
+    }
+
+
+def _store(request: web.Request) -> ApplicationStore:
+    return ApplicationStore(database(request.app[MONGO], request.app[SETTINGS]))
+
+
+async def _invalidate(request: web.Request, application_id: str) -> None:
+    db = database(request.app[MONGO], request.app[SETTINGS])
+    await ApplicationDirectory(db, request.app[REDIS], local_ttl_s=0).invalidate(application_id)
+
+
+async def list_applications(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    found = await _store(request).of_workspace(caller.workspace_id)
+    return web.json_response({"applications": [_application_view(d) for d in found]})
+
+
+async def create_application(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    body = await parse_body(request, ApplicationCreate)
+    created = await _store(request).create(caller.workspace_id, body.model_dump())
+    return web.json_response(_application_view(created), status=201)
+
+
+async def get_application(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    found = await _store(request).get(caller.workspace_id, request.match_info["id"])
+    return web.json_response(_application_view(found))
+
+
+async def update_application(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    body = await parse_body(request, ApplicationPatch)
+    application_id = request.match_info["id"]
+    updated = await _store(request).update(
+        caller.workspace_id, application_id, body.model_dump(exclude_unset=True)
+    )
+    await _invalidate(request, application_id)
+    return web.json_response(_application_view(updated))
+
+
+async def delete_application(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    application_id = request.match_info["id"]
+    await _store(request).delete(caller.workspace_id, application_id)
+    await _invalidate(request, application_id)
+    return web.Response(status=204)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    found = await _store(request).keys(caller.workspace_id, request.match_info["id"])
+    return web.json_response({"keys": [_key_view(d) for d in found]})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    body = await parse_body(request, KeyCreate)
+    document, key = await _store(request).create_key(
+        caller.workspace_id, request.match_info["id"], body.name
+    )
+    # The only time the key is shown: only its hash is stored.
+    return web.json_response({**_key_view(document), "key": key}, status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    await _store(request).revoke_key(
+        caller.workspace_id, request.match_info["id"], request.match_info["key_id"]
+    )
+    return web.Response(status=204)
+
+
+async def new_conversation(request: web.Request) -> web.Response:
+    """Open (or find) the conversation of ``external_user_id`` and post ``text`` into it."""
+    store = _store(request)
+    application_id = request.match_info["id"]
+    key = await store.live_key(request.headers.get(API_KEY_HEADER, "").strip())
+    if key is None:
+        raise Unauthorized(f"send a live API key of this application in {API_KEY_HEADER}")
+    if key["application_id"] != application_id:
+        # Another application's key learns nothing about this one, not even that it exists.
+        raise ApplicationNotFound(f"application {application_id} does not exist")
+    workspace_id = str(key["workspace_id"])
+    await store.get(workspace_id, application_id)
+    body = await parse_body(request, NewConversation)
+    producer = request.app[PRODUCER]
+    await producer.ready()  # Kafka down: refused (503) before anything is stored
+    chat_id = body.external_user_id
+    conversation_id = ids.conversation_id(API_CHANNEL, application_id, chat_id)
+    envelope: Document = {
+        "conversation_id": conversation_id,
+        "workspace_id": workspace_id,
+        "application_id": application_id,
+        "channel": API_CHANNEL,
+        "channel_id": application_id,
+        "chat_id": chat_id,
+        "trace_id": uuid.uuid4().hex,
+    }
+    db = database(request.app[MONGO], request.app[SETTINGS])
+    created = conversation_id in await ConversationStore(db).create_conversations(
+        [_conversation_document(envelope, body.name)]
+    )
+    if created:
+        # The pipeline announces only conversations it creates itself: this one is announced here.
+        kind = "conversation.created"
+        event = ConversationEvent(
+            **envelope,
+            message_id=ids.event_id(conversation_id, kind),
+            created_at=time.time(),
+            type=kind,
+            subject_id=conversation_id,
+            mode="bot",
+        )
+        await producer.send(EVENTS_TOPIC, conversation_id, encode(event))
+    answer: Document = {
+        "conversation_id": conversation_id,
+        "application_id": application_id,
+        "channel": API_CHANNEL,
+        "chat_id": chat_id,
+        "created": created,
+    }
+    if body.text is None:
+        return web.json_response(answer, status=201)
+    external_id = body.message_id or uuid.uuid4().hex
+    message = InboundMessage(
+        **envelope,
+        message_id=ids.inbound_message_id(API_CHANNEL, application_id, chat_id, external_id),
+        created_at=time.time(),
+        external_id=external_id,
+        sender_id=chat_id,
+        sender_name=body.name or "",
+        text=body.text,
+    )
+    await producer.send(INBOUND_TOPIC, conversation_id, encode(message))
+    return web.json_response({**answer, "message_id": message.message_id}, status=202)
+
+
+def _conversation_document(envelope: Document, name: str | None) -> Document:
+    """The shape the message-process agent gives the conversations it creates."""
+    document: Document = {
+        "_id": envelope["conversation_id"],
+        **{key: value for key, value in envelope.items() if key != "trace_id"},
+        "mode": "bot",
+    }
+    if name:
+        document["contact_name"] = name
+    return document
+
+
+async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
+    producer = LazyProducer(app[SETTINGS])
+    app[PRODUCER] = producer
+    await producer.start()
+    yield
+    await producer.stop()
+
+
+async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
+    try:
+        await ApplicationStore(database(app[MONGO], app[SETTINGS])).ensure_indexes()
+    except Exception as error:  # the service starts while MongoDB is down; /readyz says so
+        log.warning("could not ensure the applications indexes: %s", error)
+    yield
 
 
 def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, "applications", DEPENDENCIES)
+    app = service_app(settings, "applications", DEPENDENCIES)
+    app[TOKENS] = TokenService(settings)
+    app.cleanup_ctx.extend([_indexes_ctx, _producer_ctx])
+    app.router.add_get("/api/apps", list_applications)
+    app.router.add_post("/api/apps", create_application)
+    app.router.add_get("/api/apps/{id}", get_application)
+    app.router.add_patch("/api/apps/{id}", update_application)
+    app.router.add_delete("/api/apps/{id}", delete_application)
+    app.router.add_get("/api/apps/{id}/keys", list_keys)
+    app.router.add_post("/api/apps/{id}/keys", create_key)
+    app.router.add_delete("/api/apps/{id}/keys/{key_id}", revoke_key)
+    app.router.add_post("/api/apps/{id}/conversations", new_conversation)
+    return app

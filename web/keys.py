@@ -9,6 +9,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from core.database import Document
+from core.producer import LazyProducer
 from core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,4 @@ MONGO = web.AppKey("mongo", AsyncMongoClient[Document])
 REDIS = web.AppKey("redis", Redis)
 MINIO = web.AppKey("minio", Minio)
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+PRODUCER = web.AppKey("producer", LazyProducer)

@@ -39,7 +39,7 @@ async def conversations_client(settings: Settings) -> AsyncIterator[Client]:
 async def test_ready_when_everything_is_up(conversations_client: Client) -> None:
     response = await conversations_client.get("/readyz")
     assert response.status == 200
-    assert (await response.json())["checks"] == {"mongodb": "ok", "kafka": "ok"}
+    assert (await response.json())["checks"] == {"mongodb": "ok", "redis": "ok", "kafka": "ok"}
 
 
 async def test_mongodb_down(settings: Settings, conversations_client: Client) -> None:

@@ -49,6 +49,8 @@ def test_mode_changes_bump_the_epoch() -> None:
     assert (state.mode, state.epoch, state.assignee_id) == ("human", 1, "op1")
     _apply(_command("assign", assignee_id="op2"), state)
     assert (state.mode, state.epoch, state.assignee_id) == ("human", 1, "op2")
+    _apply(_command("assign", assignee_id=""), state)  # unassigns
+    assert (state.mode, state.epoch, state.assignee_id) == ("human", 1, "")
     _apply(_command("release"), state)
     assert (state.mode, state.epoch) == ("bot", 2)
     _apply(_command("close"), state)

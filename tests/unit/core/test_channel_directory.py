@@ -174,6 +174,17 @@ async def test_the_widgets_channel_is_its_application() -> None:
     assert channels.reads == 0
 
 
+async def test_the_api_channel_is_its_application() -> None:
+    directory, _, channels = _directory()
+    api = await directory.resolve(_message(channel="api", channel_id="a1"))
+    assert (api["_id"], api["type"], api["status"]) == ("a1", "api", "active")
+    assert api["workspace_id"] == "w1"
+    for other in ("a2", "ch_1", ""):
+        with pytest.raises(UnknownChannel, match="the API's channel is its application"):
+            await directory.resolve(_message(channel="api", channel_id=other))
+    assert channels.reads == 0
+
+
 async def test_sandbox_replays_need_no_channel_document() -> None:
     directory, _, channels = _directory()
     sandbox = await directory.resolve(_message(channel=SANDBOX_CHANNEL, channel_id="prompt-v2"))
