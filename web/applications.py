@@ -30,6 +30,7 @@ from streams.records import API_CHANNEL, ConversationEvent, InboundMessage, enco
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
+from web.openapi import API_KEY, Operation
 from web.service import service_app
 from web.validation import parse_body
 
@@ -275,6 +276,34 @@ async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception as error:  # the service starts while MongoDB is down; /readyz says so
         log.warning("could not ensure the applications indexes: %s", error)
     yield
+
+
+def _operations() -> list[Operation]:
+    tag = "applications"
+    writes = (400, 401, 403, 404, 422)
+    return [
+        Operation("GET", "/api/apps", "List applications", tag, errors=(401,)),
+        Operation("POST", "/api/apps", "Create an application", tag, status=201,
+                  body=ApplicationCreate, errors=writes),
+        Operation("GET", "/api/apps/{id}", "An application", tag, errors=(401, 404)),
+        Operation("PATCH", "/api/apps/{id}", "Change an application", tag,
+                  body=ApplicationPatch, errors=writes),
+        Operation("DELETE", "/api/apps/{id}", "Delete an application", tag, status=204,
+                  errors=(401, 403, 404)),
+        Operation("GET", "/api/apps/{id}/keys", "An application's API keys (no secrets)", tag,
+                  errors=(401, 404)),
+        Operation("POST", "/api/apps/{id}/keys", "Create an API key, shown once", tag,
+                  status=201, body=KeyCreate, errors=writes),
+        Operation("DELETE", "/api/apps/{id}/keys/{key_id}", "Revoke an API key", tag,
+                  status=204, errors=(401, 403, 404)),
+        Operation("POST", "/api/apps/{id}/conversations",
+                  "Start a conversation (server to server), maybe with its first message", tag,
+                  status=202, body=NewConversation, errors=(400, 401, 404, 422, 503),
+                  security=API_KEY),
+    ]  # fmt: skip
+
+
+OPERATIONS = _operations()
 
 
 def create_app(settings: Settings) -> web.Application:

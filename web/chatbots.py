@@ -32,6 +32,7 @@ from core.tools import BUILTINS, NAME, ToolDirectory, check_tool
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, REDIS, SETTINGS
+from web.openapi import Operation
 from web.service import service_app
 from web.validation import parse_body
 
@@ -337,6 +338,34 @@ async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception as error:  # the service starts while MongoDB is down; /readyz says so
         log.warning("could not ensure the tools indexes: %s", error)
     yield
+
+
+def _operations() -> list[Operation]:
+    bots, tools = "chatbots", "tools"
+    writes = (400, 401, 403, 404, 409, 422)
+    return [
+        Operation("GET", "/api/chatbots", "List chatbots", bots, errors=(401,)),
+        Operation("POST", "/api/chatbots", "Create a chatbot", bots, status=201,
+                  body=ChatbotCreate, errors=writes),
+        Operation("GET", "/api/chatbots/{id}", "A chatbot (its model key never shown)", bots,
+                  errors=(401, 404)),
+        Operation("PATCH", "/api/chatbots/{id}", "Change a chatbot", bots, body=ChatbotPatch,
+                  errors=writes),
+        Operation("DELETE", "/api/chatbots/{id}", "Delete a chatbot", bots, status=204,
+                  errors=(401, 403, 404)),
+        Operation("GET", "/api/chatbots/tools", "List tenant HTTP tools", tools, errors=(401,)),
+        Operation("POST", "/api/chatbots/tools", "Create a tool (checked like a call)", tools,
+                  status=201, body=ToolCreate, errors=writes),
+        Operation("GET", "/api/chatbots/tools/{id}", "A tool (secret values never shown)", tools,
+                  errors=(401, 404)),
+        Operation("PATCH", "/api/chatbots/tools/{id}", "Change a tool", tools, body=ToolPatch,
+                  errors=writes),
+        Operation("DELETE", "/api/chatbots/tools/{id}", "Delete a tool", tools, status=204,
+                  errors=(401, 403, 404)),
+    ]  # fmt: skip
+
+
+OPERATIONS = _operations()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -34,6 +34,7 @@ from streams.topics import conversation_commands
 from web.auth import ROLES, TOKENS, Principal, principal
 from web.health import Dependency
 from web.keys import MONGO, PRODUCER, SETTINGS
+from web.openapi import Operation
 from web.service import service_app
 from web.validation import parse_body, parse_query
 
@@ -277,6 +278,32 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
     await producer.start()
     yield
     await producer.stop()
+
+
+def _operations() -> list[Operation]:
+    tag = "conversations"
+    command = (400, 401, 404, 422, 503)
+    return [
+        Operation("GET", "/api/conversations", "List conversations", tag, query=ListQuery,
+                  errors=(401, 422)),
+        Operation("GET", "/api/conversations/search", "Search messages", tag,
+                  query=SearchQuery, errors=(401, 422)),
+        Operation("GET", "/api/conversations/{id}", "A conversation", tag, errors=(401, 404)),
+        Operation("GET", "/api/conversations/{id}/messages", "A conversation's messages", tag,
+                  query=_Paged, errors=(401, 404, 422)),
+        *(
+            Operation("POST", f"/api/conversations/{{id}}/{action}", f"{action.title()} (202)",
+                      tag, status=202, body=ModeBody, body_required=False, errors=command)
+            for action in ("takeover", "release", "close")
+        ),
+        Operation("POST", "/api/conversations/{id}/assign", "Assign (202)", tag, status=202,
+                  body=AssignBody, errors=command),
+        Operation("POST", "/api/conversations/{id}/reply", "Reply as an operator (202)", tag,
+                  status=202, body=ReplyBody, errors=command),
+    ]  # fmt: skip
+
+
+OPERATIONS = _operations()
 
 
 def create_app(settings: Settings) -> web.Application:

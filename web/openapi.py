@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     422: "Does not fit: per-field details",
     429: "Too many attempts: see Retry-After",
 }
+REF_TEMPLATE = "#/components/schemas/{model}"
 BEARER = "bearer"
 API_KEY = "api_key"
 
@@ -43,15 +44,19 @@ class Operation:
     errors: tuple[int, ...] = (400, 401, 404, 422)
     security: str | None = BEARER
     path_parameters: tuple[str, ...] = field(default=())
+    body_required: bool = True
 
-    def parameters(self) -> list[dict[str, Any]]:
+    def parameters(self, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+        """Path and query parameters; models the query refers to go into ``schemas``."""
         names = self.path_parameters or tuple(re.findall(r"{(\w+)}", self.path))
         found: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in names
         ]
         if self.query is not None:
-            schema = self.query.model_json_schema()
+            schema = self.query.model_json_schema(ref_template=REF_TEMPLATE)
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
             required = set(schema.get("required", []))
             for name, prop in schema.get("properties", {}).items():
                 found.append(
@@ -65,7 +70,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _collect(model: type[BaseModel], schemas: dict[str, Any]) -> None:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
     for name, definition in schema.pop("$defs", {}).items():
         schemas.setdefault(name, definition)
     schemas[model.__name__] = schema
@@ -111,13 +116,13 @@ def document(operations: Iterable[Operation], *, version: str = "0.1.0") -> dict
             "summary": operation.summary,
             "tags": [operation.tag],
             "operationId": _operation_id(operation),
-            "parameters": operation.parameters(),
+            "parameters": operation.parameters(schemas),
             "responses": responses,
             "security": [{operation.security: []}] if operation.security else [],
         }
         if operation.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": operation.body_required,
                 "content": {"application/json": {"schema": _ref(operation.body)}},
             }
         paths.setdefault(operation.path, {})[operation.method.lower()] = entry

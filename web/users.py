@@ -9,6 +9,7 @@ short-lived JWTs; refresh tokens rotate and a spent one coming back revokes its 
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Self
 
@@ -33,6 +34,7 @@ from core.tokens import TokenService
 from web.auth import CONFIGURERS, TOKENS, Principal, principal, revoked_session_key
 from web.health import Dependency
 from web.keys import MONGO, REDIS, SETTINGS
+from web.openapi import Operation, all_operations, document
 from web.service import service_app
 from web.validation import parse_body
 
@@ -250,6 +252,31 @@ async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def _operations() -> list[Operation]:
+    auth, users = "auth", "users"
+    return [
+        Operation("POST", "/api/auth/register", "Create a workspace and its owner", auth,
+                  status=201, body=Register, errors=(400, 409, 422), security=None),
+        Operation("POST", "/api/auth/login", "Sign in", auth, body=Login,
+                  errors=(400, 401, 422, 429), security=None),
+        Operation("POST", "/api/auth/refresh", "Rotate a refresh token", auth, body=Refresh,
+                  errors=(400, 401, 422), security=None),
+        Operation("POST", "/api/auth/logout", "Sign out this session", auth, status=204,
+                  errors=(401,)),
+        Operation("GET", "/api/users/me", "The caller", users, errors=(401,)),
+        Operation("GET", "/api/users", "The workspace's members", users, errors=(401,)),
+        Operation("POST", "/api/users", "Add a member (owner, admin)", users, status=201,
+                  body=NewMember, errors=(400, 401, 403, 409, 422)),
+        Operation("PATCH", "/api/users/{user_id}", "Change a member's role or name", users,
+                  body=MemberChange, errors=(400, 401, 403, 404, 409, 422)),
+        Operation("DELETE", "/api/users/{user_id}", "Remove a member", users, status=204,
+                  errors=(401, 403, 404, 409)),
+    ]  # fmt: skip
+
+
+OPERATIONS = _operations()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = service_app(settings, "users", DEPENDENCIES)
     app[TOKENS] = TokenService(settings)
@@ -263,4 +290,17 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/users", add_member)
     app.router.add_patch("/api/users/{user_id}", change_member)
     app.router.add_delete("/api/users/{user_id}", remove_member)
+    app.router.add_get("/api/openapi.json", openapi_document)
     return app
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """The whole REST API's OpenAPI document (every service's operations), public."""
+    return web.json_response(api_document())
+
+
+def api_document() -> dict[str, object]:
+    from web import applications, chatbots, conversations  # the other services' operations
+
+    modules = (sys.modules[__name__], applications, chatbots, conversations)
+    return document(all_operations(vars(module) for module in modules))
