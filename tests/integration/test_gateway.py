@@ -10,16 +10,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import SERVICES, Settings
 
+#: A GET of each path, without credentials: the service that answers, and how it refuses.
 ROUTES = {
-    "/api/auth/login": "users",
-    "/api/users/me": "users",
-    "/api/apps/some-app": "applications",
-    "/api/chatbots/some-bot": "chatbots",
-    "/api/conversations/some-conversation": "conversations",
-    "/api/files/presign": "files",
-    "/api/channels/some-channel": "bots",
-    "/webhooks/telegram/some-channel": "integrations",
-    "/socket.io/": "socket",
+    "/api/auth/login": ("users", 405),  # sign-in is a POST
+    "/api/users/me": ("users", 401),
+    "/api/apps/some-app": ("applications", 401),
+    "/api/chatbots/some-bot": ("chatbots", 401),
+    "/api/conversations/some-conversation": ("conversations", 401),
+    "/api/files/presign": ("files", 404),  # no endpoints there yet
+    "/api/channels/some-channel": ("bots", 404),
+    "/webhooks/telegram/some-channel": ("integrations", 404),
+    "/socket.io/": ("socket", 404),
 }
 
 
@@ -34,18 +35,20 @@ async def test_health_through_the_gateway(
             assert await response.json() == {"status": "ok", "service": service}
 
 
-@pytest.mark.parametrize(("path", "service"), ROUTES.items())
+@pytest.mark.parametrize(("path", "expected"), ROUTES.items())
 async def test_each_prefix_reaches_its_service(
-    settings: Settings, web_all: subprocess.Popen[bytes], path: str, service: str
+    settings: Settings, web_all: subprocess.Popen[bytes], path: str, expected: tuple[str, int]
 ) -> None:
+    service, status = expected
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{settings.gateway_url}{path}") as response:
             assert response.headers["X-Switchboard-Service"] == service
-            # No endpoint is there yet: the service answers with the JSON error shape.
-            assert response.status == 404
+            assert response.status == status  # refused in the JSON error shape
             body = await response.json()
-            assert body["error"]["code"] == "not_found"
-            assert path in body["error"]["message"]
+            code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}[status]
+            assert body["error"]["code"] == code
+            if status == 404:
+                assert path in body["error"]["message"]
 
 
 async def test_landing_page_from_nginx(
