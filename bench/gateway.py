@@ -4,11 +4,14 @@ wrk (a separate process) drives each URL in turn with the same connections and d
 - the baseline, a bare aiohttp hello-world app;
 - the users service's /healthz, directly (Switchboard's middleware: errors, metrics, headers);
 - the same through Traefik (/_health/users), i.e. what every request through the gateway pays;
-- the users service's /readyz, directly: a real round trip to FerretDB and Redis per request.
+- the users service's /readyz, directly: a real round trip to FerretDB and Redis per request;
+- two authenticated REST reads through the gateway, as a signed-in operator makes them: one
+  application (`GET /api/apps/{id}`) and a page of conversations (`GET /api/conversations`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -58,9 +61,10 @@ def _millis(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def _wrk(name: str, url: str) -> Result:
+def _wrk(name: str, url: str, token: str | None = None) -> Result:
+    auth = ["-H", f"Authorization: Bearer {token}"] if token else []
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency", url],
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency", *auth, url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -71,18 +75,49 @@ def _wrk(name: str, url: str) -> Result:
     return Result(name, rps, p50, p99)
 
 
+def _post(url: str, body: dict[str, object], token: str | None = None) -> dict[str, object]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(  # noqa: S310 (loopback URL)
+        url, json.dumps(body).encode(), headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback URL)
+        answer: dict[str, object] = json.load(response)
+    return answer
+
+
+def _operator(settings: Settings) -> tuple[str, str]:
+    """A new workspace's owner (its access token) and one application of theirs."""
+    gateway = settings.gateway_url
+    owner = _post(
+        f"{gateway}/api/auth/register",
+        {"email": f"bench-{time.time_ns()}@example.com", "password": "benchmark password",
+         "name": "Benchmark", "workspace_name": "Benchmark"},
+    )  # fmt: skip
+    token = str(owner["access_token"])
+    application = _post(f"{gateway}/api/apps", {"name": "benchmark", "prompt": "Be brief."}, token)
+    return token, str(application["id"])
+
+
+REST_SERVICES = ("users", "applications", "conversations")
+
+
 def run(settings: Settings) -> list[Result]:
     if shutil.which("wrk") is None:
         apt_install("wrk", lambda message: print(f"bench: {message}", flush=True))
-    users_port = settings.service_port("users")
-    for port in (BASELINE_PORT, users_port):
+    ports = [BASELINE_PORT, *(settings.service_port(s) for s in REST_SERVICES)]
+    for port in ports:
         if not _port_free(port):
             raise SystemExit(f"port {port} is busy; stop `make run` before `make bench`")
-    started = up(settings, ["ferretdb", "redis", "nginx", "traefik"])
+    started = up(settings, ["kafka", "ferretdb", "redis", "nginx", "traefik"])
     processes = [
         subprocess.Popen([sys.executable, "-m", "bench.hello", str(BASELINE_PORT)]),
-        subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "web", "users"], stdout=subprocess.DEVNULL
+        *(
+            subprocess.Popen(
+                [sys.executable, "-m", "core.cli", "web", service], stdout=subprocess.DEVNULL
+            )
+            for service in REST_SERVICES
         ),
     ]
     try:
@@ -91,6 +126,10 @@ def run(settings: Settings) -> list[Result]:
         gateway = f"http://127.0.0.1:{settings.gateway_port}/_health/users"
         for url in (baseline, direct, gateway):
             _wait_for(url)
+        for service in REST_SERVICES:
+            _wait_for(f"{settings.service_url(service)}/healthz")
+        token, application_id = _operator(settings)
+        api = settings.gateway_url
         return [
             _wrk("baseline: bare aiohttp /healthz", baseline),
             _wrk("users /healthz, direct", direct),
@@ -99,7 +138,11 @@ def run(settings: Settings) -> list[Result]:
                 "users /readyz (FerretDB + Redis), direct",
                 f"{settings.service_url('users')}/readyz",
             ),
-        ]
+            _wrk("GET /api/apps/{id} via Traefik, signed in", f"{api}/api/apps/{application_id}",
+                 token),
+            _wrk("GET /api/conversations via Traefik, signed in",
+                 f"{api}/api/conversations?limit=20", token),
+        ]  # fmt: skip
     finally:
         for process in processes:
             process.terminate()
