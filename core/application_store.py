@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 from core.errors import NotFound, ValidationFailed
 from core.ids import new_id
 
@@ -62,9 +62,7 @@ class ApplicationStore:
         return [document async for document in cursor]
 
     async def get(self, workspace_id: str, application_id: str) -> Document:
-        found = await self._applications.find_one(
-            {"_id": application_id, "workspace_id": workspace_id}
-        )
+        found = await find_in_workspace(self._applications, application_id, workspace_id)
         if found is None:
             raise ApplicationNotFound(f"application {application_id} does not exist")
         return found
@@ -115,7 +113,7 @@ class ApplicationStore:
         """A linked chatbot must be one of the workspace's (another tenant's is unknown)."""
         if chatbot_id is None:
             return
-        if await self._chatbots.find_one({"_id": chatbot_id, "workspace_id": workspace_id}) is None:
+        if await find_in_workspace(self._chatbots, str(chatbot_id), workspace_id) is None:
             raise ValidationFailed(
                 "no such chatbot in this workspace",
                 details=[{"field": "chatbot_id", "message": f"no chatbot {chatbot_id}"}],

@@ -20,7 +20,7 @@ from typing import cast
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 from core.errors import NotFound
 
 CACHE_TTL_S = 300
@@ -82,8 +82,8 @@ class ApplicationDirectory:
         if not chatbot_id:
             return application
         application.pop("chatbot", None)
-        found = await self._chatbots.find_one(
-            {"_id": chatbot_id, "workspace_id": application.get("workspace_id")}
+        found = await find_in_workspace(
+            self._chatbots, chatbot_id, str(application.get("workspace_id"))
         )
         if found is not None:
             application["chatbot"] = {k: v for k, v in found.items() if _jsonable(v)}

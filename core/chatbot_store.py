@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 from core.errors import Conflict, NotFound
 from core.ids import new_id
 
@@ -70,7 +70,7 @@ class ChatbotStore:
         return await _list(self._chatbots, workspace_id)
 
     async def get(self, workspace_id: str, chatbot_id: str) -> Document:
-        found = await self._chatbots.find_one({"_id": chatbot_id, "workspace_id": workspace_id})
+        found = await find_in_workspace(self._chatbots, chatbot_id, workspace_id)
         if found is None:
             raise ChatbotNotFound(f"chatbot {chatbot_id} does not exist")
         return found
@@ -127,7 +127,7 @@ class ToolStore:
         return {str(document.get("name")) async for document in cursor}
 
     async def get(self, workspace_id: str, tool_id: str) -> Document:
-        found = await self._tools.find_one({"_id": tool_id, "workspace_id": workspace_id})
+        found = await find_in_workspace(self._tools, tool_id, workspace_id)
         if found is None:
             raise ToolNotFound(f"tool {tool_id} does not exist")
         return found

@@ -20,7 +20,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 from core.errors import NotFound
 
 
@@ -101,9 +101,7 @@ class ConversationQueries:
         self._users = db["users"]
 
     async def conversation(self, conversation_id: str, workspace_id: str) -> Document:
-        found = await self._conversations.find_one(
-            {"_id": conversation_id, "workspace_id": workspace_id}
-        )
+        found = await find_in_workspace(self._conversations, conversation_id, workspace_id)
         if found is None:
             raise NotFound(f"conversation {conversation_id} does not exist")
         return found
@@ -182,7 +180,4 @@ class ConversationQueries:
 
     async def is_member(self, user_id: str, workspace_id: str) -> bool:
         """Whether ``user_id`` is a user of the workspace (another workspace's user is not)."""
-        found = await self._users.find_one(
-            {"_id": user_id, "workspace_id": workspace_id}, projection={"_id": 1}
-        )
-        return found is not None
+        return await find_in_workspace(self._users, user_id, workspace_id) is not None

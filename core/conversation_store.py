@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 
 DUPLICATE_KEY = 11000
 
@@ -54,9 +54,7 @@ class ConversationStore:
         return await insert_new(self._messages, messages)
 
     async def conversation(self, conversation_id: str, workspace_id: str) -> Document | None:
-        return await self._conversations.find_one(
-            {"_id": conversation_id, "workspace_id": workspace_id}
-        )
+        return await find_in_workspace(self._conversations, conversation_id, workspace_id)
 
     async def message(self, message_id: str) -> Document | None:
         return await self._messages.find_one({"_id": message_id})

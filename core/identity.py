@@ -15,7 +15,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from core.database import Document
+from core.database import Document, find_in_workspace
 from core.errors import Conflict, NotFound
 from core.ids import new_id
 
@@ -134,7 +134,7 @@ class IdentityStore:
 
     async def user(self, workspace_id: str, user_id: str) -> Document:
         """The user in this workspace; UserNotFound whether it is missing or another tenant's."""
-        found = await self._users.find_one({"_id": user_id, "workspace_id": workspace_id})
+        found = await find_in_workspace(self._users, user_id, workspace_id)
         if found is None:
             raise UserNotFound(user_id)
         return found
