@@ -7,6 +7,7 @@ if one cannot start, the session errors with that service's log.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,17 +15,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
 
+from core.cache import new_redis
+from core.database import Document, database, new_mongo_client
 from core.settings import SERVICES, Settings
 from infra.stack import down, up
+from streams.admin import create_topics
 
 
 @pytest.fixture(scope="session", autouse=True)
 def local_services(settings: Settings) -> Iterator[None]:
     started = up(settings)
+    # The contract's topics, as a worker creates them at start: services that produce (the
+    # REST API) are tested without one.
+    asyncio.run(create_topics(settings))
     yield
     if started:
         down(settings, started)
@@ -56,3 +65,17 @@ def web_all(settings: Settings, local_services: None) -> Iterator[subprocess.Pop
     yield process
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[AsyncDatabase[Document]]:
+    mongo = new_mongo_client(settings)
+    yield database(mongo, settings)
+    await mongo.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = new_redis(settings)
+    yield client
+    await client.aclose()

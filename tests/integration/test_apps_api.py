@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -20,63 +19,25 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from core import ids
 from core.applications import ApplicationDirectory, UnknownApplication
-from core.cache import new_redis
-from core.database import Document, database, new_mongo_client
+from core.database import Document
 from core.settings import Settings
-from core.tokens import TokenService
 from streams.records import ConversationEvent, InboundMessage, decode
 from streams.topics import CONTRACT
+from tests.integration.api_harness import Db, Tenant, new_tenant
 from web import applications
 
 Client = TestClient[web.Request, web.Application]
-Db = AsyncDatabase[Document]
 API = "/api/apps"
-
-
-@dataclass(frozen=True)
-class Tenant:
-    workspace_id: str
-    headers: dict[str, str]
-
-    def as_role(self, settings: Settings, role: str) -> dict[str, str]:
-        return _headers(settings, self.workspace_id, role)
-
-
-def _headers(settings: Settings, workspace_id: str, role: str) -> dict[str, str]:
-    token = TokenService(settings).access_token(
-        f"usr_{uuid.uuid4().hex}", workspace_id, role, f"ses_{uuid.uuid4().hex}"
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _tenant(settings: Settings) -> Tenant:
-    workspace_id = f"ws_{uuid.uuid4().hex}"
-    return Tenant(workspace_id, _headers(settings, workspace_id, "admin"))
 
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with TestClient(TestServer(applications.create_app(settings))) as client:
         yield client
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Db]:
-    mongo = new_mongo_client(settings)
-    yield database(mongo, settings)
-    await mongo.close()
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = new_redis(settings)
-    yield client
-    await client.aclose()
 
 
 async def _create(client: Client, tenant: Tenant, **fields: Any) -> Document:
@@ -130,7 +91,7 @@ class Tail:
 async def test_an_application_is_created_read_listed_updated_and_deleted(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     created = await _create(client, tenant, prompt="Be brief.", welcome_message="Hi!")
     assert created["id"].startswith("app_")
     assert created["widget_key"].startswith("pk_")
@@ -167,7 +128,7 @@ async def test_an_application_is_created_read_listed_updated_and_deleted(
 async def test_bad_input_is_refused_and_stores_nothing(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     malformed = await client.post(
         API, data=b'{"name": ', headers={**tenant.headers, "Content-Type": "application/json"}
     )
@@ -206,7 +167,7 @@ async def test_no_token_no_access(client: Client, settings: Settings) -> None:
 async def test_an_agent_reads_but_cannot_change_anything(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     created = await _create(client, tenant)
     key = await _new_key(client, tenant, created["id"])
     agent = tenant.as_role(settings, "agent")
@@ -234,7 +195,7 @@ async def test_an_agent_reads_but_cannot_change_anything(
 async def test_another_workspaces_application_is_as_unknown_as_a_missing_one(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    a, b = _tenant(settings), _tenant(settings)
+    a, b = new_tenant(settings), new_tenant(settings)
     theirs = await _create(client, b, prompt="B's prompt")
     their_key = await _new_key(client, b, theirs["id"])
     ours = await _create(client, a)
@@ -273,7 +234,7 @@ async def test_another_workspaces_application_is_as_unknown_as_a_missing_one(
 async def test_an_api_key_is_shown_once_stored_hashed_and_revocable(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     created = await _create(client, tenant)
     other = await _create(client, tenant, name="Other")
     url = f"{API}/{created['id']}"
@@ -320,7 +281,7 @@ async def test_an_api_key_is_shown_once_stored_hashed_and_revocable(
 async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     created = await _create(client, tenant)
     app_id = created["id"]
     key = (await _new_key(client, tenant, app_id))["key"]
@@ -388,7 +349,7 @@ async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
 async def test_a_new_conversation_with_bad_input_stores_and_sends_nothing(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     app_id = (await _create(client, tenant))["id"]
     headers = {"X-Api-Key": (await _new_key(client, tenant, app_id))["key"]}
     url = f"{API}/{app_id}/conversations"
@@ -406,7 +367,7 @@ async def test_a_new_conversation_with_bad_input_stores_and_sends_nothing(
 async def test_the_pipelines_cached_config_follows_every_change(
     client: Client, settings: Settings, db: Db, redis: Redis
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     directory = ApplicationDirectory(db, redis, local_ttl_s=0)
     created = await _create(client, tenant, prompt="v1")
     app_id = created["id"]

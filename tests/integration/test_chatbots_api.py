@@ -8,71 +8,32 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from core.applications import ApplicationDirectory
-from core.cache import new_redis
-from core.database import Document, database, new_mongo_client
+from core.database import Document
 from core.secrets import PREFIX, SecretBox
 from core.settings import Settings
-from core.tokens import TokenService
 from core.tools import ToolDirectory
+from tests.integration.api_harness import Db, Tenant, new_tenant
 from web import chatbots
 
 Client = TestClient[web.Request, web.Application]
-Db = AsyncDatabase[Document]
 API = "/api/chatbots"
 TOOLS = "/api/chatbots/tools"
 PUBLIC_URL = "https://93.184.215.14/x"
 MODEL_KEY = "sk-live-very-secret-model-key"
 
 
-@dataclass(frozen=True)
-class Tenant:
-    workspace_id: str
-    headers: dict[str, str]
-
-    def as_role(self, settings: Settings, role: str) -> dict[str, str]:
-        return _headers(settings, self.workspace_id, role)
-
-
-def _headers(settings: Settings, workspace_id: str, role: str) -> dict[str, str]:
-    token = TokenService(settings).access_token(
-        f"usr_{uuid.uuid4().hex}", workspace_id, role, f"ses_{uuid.uuid4().hex}"
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _tenant(settings: Settings) -> Tenant:
-    workspace_id = f"ws_{uuid.uuid4().hex}"
-    return Tenant(workspace_id, _headers(settings, workspace_id, "admin"))
-
-
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with TestClient(TestServer(chatbots.create_app(settings))) as client:
         yield client
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Db]:
-    mongo = new_mongo_client(settings)
-    yield database(mongo, settings)
-    await mongo.close()
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = new_redis(settings)
-    yield client
-    await client.aclose()
 
 
 async def _chatbot(client: Client, tenant: Tenant, **fields: Any) -> Document:
@@ -119,7 +80,7 @@ async def _tool(client: Client, tenant: Tenant, **fields: Any) -> Document:
 async def test_a_chatbot_is_created_read_updated_and_deleted_and_its_key_never_returned(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     created = await _chatbot(client, tenant, tools=["handoff_to_human"], max_tool_rounds=2)
     assert created["id"].startswith("bot_")
     assert created["llm"] == {
@@ -167,7 +128,7 @@ async def test_a_chatbot_is_created_read_updated_and_deleted_and_its_key_never_r
 async def test_bad_chatbots_are_refused_and_nothing_is_stored(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     malformed = await client.post(
         API, data=b"{nope", headers={**tenant.headers, "Content-Type": "application/json"}
     )
@@ -198,7 +159,7 @@ async def test_bad_chatbots_are_refused_and_nothing_is_stored(
 async def test_an_agent_reads_but_cannot_change_chatbots_or_tools(
     client: Client, settings: Settings
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     bot = await _chatbot(client, tenant)
     tool = await _tool(client, tenant)
     agent = tenant.as_role(settings, "agent")
@@ -222,7 +183,7 @@ async def test_an_agent_reads_but_cannot_change_chatbots_or_tools(
 async def test_another_workspaces_chatbots_and_tools_are_as_unknown_as_missing_ones(
     client: Client, settings: Settings
 ) -> None:
-    a, b = _tenant(settings), _tenant(settings)
+    a, b = new_tenant(settings), new_tenant(settings)
     bot = await _chatbot(client, b)
     tool = await _tool(client, b)
     for url, patch in ((f"{API}/{bot['id']}", {"name": "x"}), (f"{TOOLS}/{tool['id']}", {})):
@@ -247,7 +208,7 @@ async def test_another_workspaces_chatbots_and_tools_are_as_unknown_as_missing_o
 async def test_a_chatbot_change_reaches_the_applications_using_it(
     client: Client, settings: Settings, db: Db, redis: Redis
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     bot = await _chatbot(client, tenant)
     app_id = f"app_{uuid.uuid4().hex}"
     await db["applications"].insert_one(
@@ -274,7 +235,7 @@ async def test_a_chatbot_change_reaches_the_applications_using_it(
 async def test_a_tool_is_stored_with_sealed_secrets_and_reaches_the_pipeline(
     client: Client, settings: Settings, db: Db, redis: Redis
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     tools = ToolDirectory(db, redis)
     assert await tools.tenant_tools(tenant.workspace_id) == {}  # now cached, empty
     tool = await _tool(client, tenant)
@@ -325,7 +286,7 @@ async def test_a_tool_is_stored_with_sealed_secrets_and_reaches_the_pipeline(
 async def test_a_tool_that_points_inward_is_refused_on_save(
     client: Client, settings: Settings, db: Db, url: str
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     response = await client.post(TOOLS, json={"name": "probe", "url": url}, headers=tenant.headers)
     assert response.status == 422, await response.text()
     error = (await response.json())["error"]
@@ -337,7 +298,7 @@ async def test_a_tool_that_points_inward_is_refused_on_save(
 async def test_bad_tools_are_refused_on_create_and_update(
     client: Client, settings: Settings, db: Db
 ) -> None:
-    tenant = _tenant(settings)
+    tenant = new_tenant(settings)
     malformed = await client.post(
         TOOLS, data=b"[", headers={**tenant.headers, "Content-Type": "application/json"}
     )

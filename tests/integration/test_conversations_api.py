@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.cache import new_redis
-from core.database import Document, database, new_mongo_client
+from core.database import Document
 from core.ids import new_id
 from core.settings import Settings
 from core.tokens import TokenService
@@ -51,13 +51,6 @@ class Tenant:
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with TestClient(TestServer(conversations.create_app(settings))) as client:
         yield client
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Db]:
-    mongo = new_mongo_client(settings)
-    yield database(mongo, settings)
-    await mongo.close()
 
 
 async def tenant(db: Db, settings: Settings, role: str = "agent") -> Tenant:
