@@ -32,11 +32,10 @@ import openai
 
 from agents.context import PipelineDeps, deps_of
 from agents.continuity import OffsetContinuity
-from agents.failures import GaveUp, RetryPolicy, dead_letter, with_retries
+from agents.failures import RetryPolicy, handle_one
 from agents.keyed import KeyedRunner
 from agents.outputs import Send, event_of, publish_all
 from core import ids
-from core.errors import ValidationFailed
 from core.llm import (
     ChatModel,
     Completion,
@@ -54,7 +53,7 @@ from core.secrets import PREFIX as SEALED
 from core.tools import CONVERSATION_ACTIONS
 from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from streams.app import app
-from streams.records import AgentRequest, FunctionCall, UndecodableRecord, bot_answer, decode
+from streams.records import AgentRequest, FunctionCall, bot_answer
 from streams.topics import agent_requests, function_calls, messages_outbound
 
 log = logging.getLogger(__name__)
@@ -164,17 +163,7 @@ class AIStage:
 
     async def handle(self, event: Any) -> None:
         """One request, start to end; failures end in the dead-letter topic, never escape."""
-        try:
-            request = decode(event.message.value)
-            if not isinstance(request, AgentRequest):
-                raise ValidationFailed(
-                    f"{type(request).__name__} does not belong on agent.requests"
-                )
-            await with_retries(lambda: self.answer(request), f"{STAGE}: {request.request_id}")
-        except GaveUp as failure:
-            await dead_letter(event, STAGE, failure.error, failure.attempts)
-        except (UndecodableRecord, ValidationFailed) as error:  # a poison record
-            await dead_letter(event, STAGE, error, 1)
+        await handle_one(event, STAGE, AgentRequest, self.answer, lambda r: r.request_id)
 
     async def answer(self, request: AgentRequest) -> None:
         redis = self.deps.redis

@@ -22,7 +22,8 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, WTi
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.records import DeadLetter, encode
+from core.errors import ValidationFailed
+from streams.records import DeadLetter, PipelineRecord, UndecodableRecord, decode, encode
 from streams.topics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -141,3 +142,29 @@ async def dead_letter(event: Any, stage: str, error: BaseException, attempts: in
             if not is_transient(publish_error):
                 raise
             await asyncio.sleep(DEFAULT_POLICY.delay(min(attempt, 6)))
+
+
+Record = TypeVar("Record", bound=PipelineRecord)
+
+
+async def handle_one(
+    event: Any,
+    stage: str,
+    kind: type[Record],
+    work: Callable[[Record], Awaitable[None]],
+    name: Callable[[Record], str],
+) -> None:
+    """One record of a stage that takes them one at a time, start to end: decoded and checked,
+    worked with retries; a poison record, or one that keeps failing, goes to the dead-letter
+    topic. Nothing escapes."""
+    try:
+        record = decode(event.message.value)
+        if not isinstance(record, kind):
+            raise ValidationFailed(
+                f"{type(record).__name__} does not belong on {event.message.topic}"
+            )
+        await with_retries(lambda: work(record), f"{stage}: {name(record)}")
+    except GaveUp as failure:
+        await dead_letter(event, stage, failure.error, failure.attempts)
+    except (UndecodableRecord, ValidationFailed) as error:  # a poison record
+        await dead_letter(event, stage, error, 1)

@@ -25,7 +25,7 @@ from typing import Any
 
 from agents.context import PipelineDeps, deps_of
 from agents.continuity import OffsetContinuity
-from agents.failures import GaveUp, dead_letter, with_retries
+from agents.failures import handle_one
 from agents.keyed import KeyedRunner
 from agents.outputs import Send, publish_all
 from agents.tool_results import keep_result, kept_result
@@ -54,15 +54,7 @@ class FunctionCallStage:
         self.deps = deps
 
     async def handle(self, event: Any) -> None:
-        try:
-            call = decode(event.message.value)
-            if not isinstance(call, FunctionCall):
-                raise ValidationFailed(f"{type(call).__name__} does not belong on function.calls")
-            await with_retries(lambda: self.answer(call), f"{STAGE}: {call.call_id}")
-        except GaveUp as failure:
-            await dead_letter(event, STAGE, failure.error, failure.attempts)
-        except (UndecodableRecord, ValidationFailed) as error:  # a poison record
-            await dead_letter(event, STAGE, error, 1)
+        await handle_one(event, STAGE, FunctionCall, self.answer, lambda call: call.call_id)
 
     async def answer(self, call: FunctionCall) -> None:
         result = await kept_result(self.deps.redis, call.call_id)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from core import ids
 from core.application_store import ApplicationNotFound, ApplicationStore
@@ -32,7 +32,7 @@ from web.health import Dependency
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
 from web.openapi import API_KEY, Operation
 from web.service import service_app
-from web.validation import parse_body
+from web.validation import StrictBody, not_null, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +44,14 @@ EVENTS_TOPIC = "conversation.events"
 Name = Field(min_length=1, max_length=200)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _not_null(value: object) -> object:
-    """For PATCH fields that may be left out but not cleared."""
-    if value is None:
-        raise ValueError("may not be null")
-    return value
-
-
-class ApplicationCreate(_Body):
+class ApplicationCreate(StrictBody):
     name: str = Name
     prompt: str = Field(default="", max_length=20_000)
     chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
     welcome_message: str = Field(default="", max_length=2_000)
 
 
-class ApplicationPatch(_Body):
+class ApplicationPatch(StrictBody):
     """Only the fields sent change; ``chatbot_id: null`` unlinks the chatbot."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -70,14 +59,14 @@ class ApplicationPatch(_Body):
     chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
     welcome_message: str | None = Field(default=None, max_length=2_000)
 
-    _present = field_validator("name", "prompt", "welcome_message")(_not_null)
+    _present = field_validator("name", "prompt", "welcome_message")(not_null)
 
 
-class KeyCreate(_Body):
+class KeyCreate(StrictBody):
     name: str = Field(default="", max_length=200)
 
 
-class NewConversation(_Body):
+class NewConversation(StrictBody):
     external_user_id: str = Field(min_length=1, max_length=200)
     name: str | None = Field(default=None, max_length=200)
     text: str | None = Field(default=None, min_length=1, max_length=16_000)

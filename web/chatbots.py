@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.applications import ApplicationDirectory
@@ -34,7 +34,7 @@ from web.health import Dependency
 from web.keys import MONGO, REDIS, SETTINGS
 from web.openapi import Operation
 from web.service import service_app
-from web.validation import parse_body
+from web.validation import StrictBody, not_null, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +49,7 @@ class ToolRefused(ValidationFailed):
     code = "tool_refused"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _not_null(value: object) -> object:
-    """For PATCH fields that may be left out but not cleared."""
-    if value is None:
-        raise ValueError("may not be null")
-    return value
-
-
-class LLMConfig(_Body):
+class LLMConfig(StrictBody):
     """A chatbot's model; in a PATCH, only the fields sent change and ``null`` clears one."""
 
     base_url: str | None = Field(default=None, min_length=1, max_length=2_000)
@@ -80,7 +69,7 @@ class LLMConfig(_Body):
         return value
 
 
-class ChatbotCreate(_Body):
+class ChatbotCreate(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     instructions: str = Field(default="", max_length=20_000)
     fallback_reply: str = Field(default="", max_length=2_000)
@@ -92,7 +81,7 @@ class ChatbotCreate(_Body):
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
-class ChatbotPatch(_Body):
+class ChatbotPatch(StrictBody):
     """Only the fields sent change; ``null`` clears tools, max_tool_rounds and token_budget."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -105,14 +94,14 @@ class ChatbotPatch(_Body):
     llm: LLMConfig | None = None
 
     _present = field_validator("name", "instructions", "fallback_reply", "limit_reply", "llm")(
-        _not_null
+        not_null
     )
 
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-class ToolCreate(_Body):
+class ToolCreate(StrictBody):
     name: str = Field(min_length=1, max_length=64, pattern=NAME.pattern)
     description: str = Field(default="", max_length=2_000)
     url: str = Field(min_length=1, max_length=2_000)
@@ -128,7 +117,7 @@ class ToolCreate(_Body):
         return _check_headers(value)
 
 
-class ToolPatch(_Body):
+class ToolPatch(StrictBody):
     """Only the fields sent change; a secret header sent as ``null`` is removed."""
 
     name: str | None = Field(default=None, min_length=1, max_length=64, pattern=NAME.pattern)
@@ -142,7 +131,7 @@ class ToolPatch(_Body):
 
     _present = field_validator(
         "name", "description", "url", "method", "parameters", "headers", "secret_headers", "enabled"
-    )(_not_null)
+    )(not_null)
 
     @field_validator("headers", "secret_headers")
     @classmethod

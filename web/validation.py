@@ -11,11 +11,25 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import SwitchboardError, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields are refused and no type is coerced ("1" is not 1), so a
+    client cannot slip in a field the handler does not expect."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def not_null(value: object) -> object:
+    """For PATCH fields that may be left out but not cleared (an ``AfterValidator``)."""
+    if value is None:
+        raise ValueError("may not be null")
+    return value
 
 
 class MalformedJSON(SwitchboardError):
