@@ -63,5 +63,6 @@ def configure(settings: Settings) -> faust.App:
     for name, value in faust_options(settings).items():
         setattr(app.conf, name, value)
     app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.context
-    intake.install()
+    if settings.worker_inline_intake:
+        intake.install()
     return app
