@@ -31,9 +31,8 @@ from typing import Any
 import openai
 
 from agents.context import PipelineDeps, deps_of
-from agents.continuity import OffsetContinuity
 from agents.failures import RetryPolicy, handle_one
-from agents.keyed import KeyedRunner
+from agents.keyed import run_keyed
 from agents.outputs import Send, event_of, publish_all
 from core import ids
 from core.llm import (
@@ -336,11 +335,5 @@ async def ai_agent(stream: Any) -> None:
         async for event in manual.events():  # something else answers: just keep up
             await manual.ack(event)
         return
-    runner = KeyedRunner(AIStage(deps).handle, manual.ack, deps.settings.ai_max_in_flight)
-    continuity = OffsetContinuity(STAGE, app.consumer)
-    try:
-        async for event in manual.events():
-            for admitted in await continuity.admit([event]):
-                await runner.submit(admitted.message.key, admitted)
-    finally:
-        await runner.cancel()
+    handle = AIStage(deps).handle
+    await run_keyed(manual, handle, STAGE, app.consumer, deps.settings.ai_max_in_flight)

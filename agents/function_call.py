@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.context import PipelineDeps, deps_of
-from agents.continuity import OffsetContinuity
 from agents.failures import handle_one
-from agents.keyed import KeyedRunner
+from agents.keyed import run_keyed
 from agents.outputs import Send, publish_all
 from agents.tool_results import keep_result, kept_result
 from core.applications import UnknownApplication
@@ -140,15 +139,8 @@ def _iso(seconds: object) -> str | None:
 @app.agent(function_calls)
 async def function_call(stream: Any) -> None:
     deps = await deps_of(app)
-    manual = stream.noack()
-    runner = KeyedRunner(FunctionCallStage(deps).handle, manual.ack, MAX_IN_FLIGHT)
-    continuity = OffsetContinuity(STAGE, app.consumer)
-    try:
-        async for event in manual.events():
-            for admitted in await continuity.admit([event]):
-                await runner.submit(admitted.message.key, admitted)
-    finally:
-        await runner.cancel()
+    handle = FunctionCallStage(deps).handle
+    await run_keyed(stream.noack(), handle, STAGE, app.consumer, MAX_IN_FLIGHT)
 
 
 @app.agent(function_results)

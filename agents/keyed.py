@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.continuity import OffsetContinuity
+
 log = logging.getLogger(__name__)
 
 Handle = Callable[[Any], Awaitable[None]]
@@ -121,3 +123,18 @@ class KeyedRunner:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def run_keyed(
+    manual: Any, handle: Handle, stage: str, consumer: Any, max_in_flight: int
+) -> None:
+    """The body of a keyed agent: admit each record gap-free, run it on its key's lane, ack in
+    offset order, until the stream stops. ``manual`` is the agent's ``stream.noack()``."""
+    runner = KeyedRunner(handle, manual.ack, max_in_flight)
+    continuity = OffsetContinuity(stage, consumer)
+    try:
+        async for event in manual.events():
+            for admitted in await continuity.admit([event]):
+                await runner.submit(admitted.message.key, admitted)
+    finally:
+        await runner.cancel()
