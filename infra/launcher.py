@@ -1,22 +1,29 @@
 """``switchboard run``: the whole platform in the foreground, stopped cleanly by Ctrl-C.
 
 It brings the local services up, starts the pipeline worker(s) and every web service as child
-processes, waits until each web service answers through the gateway, prints the URL, and on
-Ctrl-C (or SIGTERM) stops its children and then the services it started itself.
+processes after seeding the demo workspace (``infra.demo_seed``), waits until each web service
+answers through the gateway, prints the demo's credentials and the URL, and on Ctrl-C (or
+SIGTERM) stops its children and then the services it started itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from core.settings import SERVICES, Settings
 from infra.stack import StartError, down, up
+
+if TYPE_CHECKING:
+    from infra.demo_seed import DemoWorkspace
 
 READY_TIMEOUT = 60.0
 
@@ -57,11 +64,17 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
     code = 0
     try:
         started = up(settings)
+        # Before the services start: a fraction of a second, and no index is made twice at once.
+        demo = _seed_demo(settings)
         command = [sys.executable, "-m", "core.cli"]
         for _ in range(workers):
             children.append(subprocess.Popen([*command, "worker"], start_new_session=True))
         children.append(subprocess.Popen([*command, "web", "all"], start_new_session=True))
         _wait_until_ready(settings, children)
+        if isinstance(demo, str):
+            print(f"\nwarning: no demo workspace: {demo}", file=sys.stderr, flush=True)
+        else:
+            print(_demo_lines(settings, demo), flush=True)
         print(
             f"\nSwitchboard is up in {time.monotonic() - began:.0f}s: {settings.gateway_url}\n"
             "Press Ctrl-C to stop everything.\n",
@@ -83,6 +96,33 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
         if started:
             down(settings, started)
     return code
+
+
+def _seed_demo(settings: Settings) -> DemoWorkspace | str:
+    """The demo workspace, or why it could not be made: the platform is useful without it."""
+    try:
+        from infra.demo_seed import seed_demo
+
+        return asyncio.run(seed_demo(settings))
+    except _Stop:
+        raise
+    except Exception as error:
+        return textwrap.shorten(f"{type(error).__name__}: {error}", 240)
+
+
+def _demo_lines(settings: Settings, demo: DemoWorkspace) -> str:
+    from core.llm import DEMO_LABEL
+    from infra.demo_seed import demo_model, page_url
+
+    model = demo_model(settings)
+    if model == DEMO_LABEL:
+        model += " (offline; SWITCHBOARD_LLM_BASE_URL and _MODEL name a real one)"
+    return (
+        f"\nDemo workspace ({'created now' if demo.created else 'from the first run'}):\n"
+        f"  sign in:   {demo.email} / {demo.password}\n"
+        f"  chat page: {page_url(settings)}\n"
+        f"  model:     {model}"
+    )
 
 
 def _wait_until_ready(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:

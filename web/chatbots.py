@@ -181,12 +181,19 @@ async def _check_tool_names(request: web.Request, workspace_id: str, names: list
         raise ValidationFailed("the chatbot names tools that do not exist", details=details)
 
 
-def _sealed_llm(request: web.Request, llm: Mapping[str, Any]) -> dict[str, Any]:
+def _sealed_llm(box: SecretBox, llm: Mapping[str, Any]) -> dict[str, Any]:
     """The llm fields to store, the API key sealed."""
     stored = dict(llm)
     if stored.get("api_key") is not None:
-        stored["api_key"] = _box(request).seal(stored["api_key"])
+        stored["api_key"] = box.seal(stored["api_key"])
     return stored
+
+
+def new_chatbot_fields(body: ChatbotCreate, box: SecretBox) -> dict[str, Any]:
+    """A new chatbot's fields as stored (``ChatbotStore.create``), its model API key sealed."""
+    fields = {k: v for k, v in body.model_dump(exclude={"llm"}).items() if v is not None}
+    fields["llm"] = _sealed_llm(box, body.llm.model_dump(exclude_none=True))
+    return fields
 
 
 async def _invalidate_applications(request: web.Request, ids: list[str]) -> None:
@@ -207,8 +214,7 @@ async def create_chatbot(request: web.Request) -> web.Response:
     body = await parse_body(request, ChatbotCreate)
     if body.tools is not None:
         await _check_tool_names(request, caller.workspace_id, body.tools)
-    fields = {k: v for k, v in body.model_dump(exclude={"llm"}).items() if v is not None}
-    fields["llm"] = _sealed_llm(request, body.llm.model_dump(exclude_none=True))
+    fields = new_chatbot_fields(body, _box(request))
     created = await ChatbotStore(_db(request)).create(caller.workspace_id, fields)
     return web.json_response(_chatbot_view(created), status=201)
 
@@ -230,7 +236,7 @@ async def update_chatbot(request: web.Request) -> web.Response:
     to_unset = [key for key, value in sent.items() if value is None]
     if body.llm is not None:
         llm = body.llm.model_dump(exclude_unset=True)
-        sealed = _sealed_llm(request, {k: v for k, v in llm.items() if v is not None})
+        sealed = _sealed_llm(_box(request), {k: v for k, v in llm.items() if v is not None})
         to_set.update({f"llm.{key}": value for key, value in sealed.items()})
         to_unset += [f"llm.{key}" for key, value in llm.items() if value is None]
     store = ChatbotStore(_db(request))

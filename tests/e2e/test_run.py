@@ -1,9 +1,11 @@
-"""`switchboard run` (what `make run` starts): all healthy behind the gateway, and Ctrl-C leaves
-no process behind.
+"""`switchboard run` (what `make run` starts): all healthy behind the gateway, the demo
+workspace's owner can sign in with the credentials it prints, its chat page embeds the widget,
+and Ctrl-C leaves no process behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -26,6 +28,35 @@ def _ignore_nothing() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _printed(lines: list[str], label: str) -> str:
+    """The value of an indented ``label: value`` line of the demo workspace's block."""
+    found = [line.split(":", 1)[1].strip() for line in lines if line.startswith(f"  {label}:")]
+    assert found, f"no {label!r} line in:\n" + "".join(lines[-40:])
+    return found[-1]
+
+
+def _check_demo(settings: Settings, lines: list[str]) -> None:
+    assert any(line.startswith("Demo workspace (") for line in lines), "".join(lines[-40:])
+    email, password = _printed(lines, "sign in").split(" / ")
+    page = _printed(lines, "chat page")
+    assert page == f"{settings.gateway_url}/demo/"
+
+    login = urllib.request.Request(
+        f"{settings.gateway_url}/api/auth/login",
+        data=json.dumps({"email": email, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=10) as response:
+        assert response.status == 200
+        assert json.load(response)["token_type"] == "Bearer"
+
+    with urllib.request.urlopen(page, timeout=5) as response:
+        html = response.read().decode()
+    assert html.count("<script") == 1
+    assert '<script src="/widget.js" data-key="pk_' in html
+
+
 def test_run_then_ctrl_c(settings: Settings) -> None:
     up_before = {state.name for state in status(settings) if state.healthy}
     with subprocess.Popen(
@@ -45,12 +76,19 @@ def test_run_then_ctrl_c(settings: Settings) -> None:
             if "Switchboard is up" in line:
                 break
             assert time.monotonic() < deadline, "".join(lines[-40:])
-        assert any(settings.gateway_url in line for line in lines), "".join(lines[-40:])
+        # The up line itself, not the demo's chat page line, which names the gateway too.
+        assert settings.gateway_url in lines[-1], "".join(lines[-40:])
 
-        for service in SERVICES:
-            url = f"{settings.gateway_url}/_health/{service}"
-            with urllib.request.urlopen(url, timeout=5) as response:
-                assert response.status == 200
+        try:
+            for service in SERVICES:
+                url = f"{settings.gateway_url}/_health/{service}"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    assert response.status == 200
+            _check_demo(settings, lines)
+        except BaseException:
+            os.killpg(run.pid, signal.SIGINT)  # or leaving the `with` waits for it forever
+            run.communicate(timeout=120)
+            raise
 
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the terminal signals the whole group
         rest, _ = run.communicate(timeout=120)
