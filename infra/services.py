@@ -445,7 +445,8 @@ class VersityS3(LocalService):
 
 
 class Nginx(LocalService):
-    """Debian's nginx, unprivileged-style under our own prefix, serving the dashboard's files."""
+    """Debian's nginx, unprivileged-style under our own prefix: the dashboard, the chat widget
+    (built here from ``web/widget`` when its sources changed) and the demo page."""
 
     name = "nginx"
     start_timeout = 20.0
@@ -461,6 +462,8 @@ class Nginx(LocalService):
         apt_install("nginx", progress)
 
     def prepare(self, progress: Progress) -> None:
+        from infra.widget import ensure_widget_built
+
         prefix = self.layout.conf(self.name)
         render_file(
             INFRA_DIR / "nginx" / "nginx.conf.tmpl",
@@ -470,6 +473,8 @@ class Nginx(LocalService):
                 "log_dir": self.layout.root / "logs",
                 "port": self.settings.nginx_port,
                 "site_dir": INFRA_DIR / "nginx" / "site",
+                "widget_file": ensure_widget_built(self.settings, progress),
+                "demo_dir": self.layout.data("site") / "demo",
                 # Workers would drop to `nobody`, who may not read a checkout under /root.
                 "user_directive": "user root;" if os.geteuid() == 0 else "",
             },

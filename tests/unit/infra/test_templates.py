@@ -35,9 +35,19 @@ def test_traefik_routes_every_service(tmp_path: Path) -> None:
     assert static["entryPoints"]["web"]["address"] == "127.0.0.1:8080"
 
 
-def test_nginx_config_renders(tmp_path: Path) -> None:
+def test_nginx_config_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(state_dir=tmp_path, nginx_port=9190)
+    built = tmp_path / "widget" / "widget.js"
+    monkeypatch.setattr("infra.widget.ensure_widget_built", lambda settings, progress: built)
     Nginx(settings).prepare(print)
     config = (tmp_path / "conf" / "nginx" / "nginx.conf").read_text()
     assert "listen 127.0.0.1:9190;" in config
     assert "{{" not in config
+    widget = config.split("location = /widget.js {", 1)[1].split("\n        }", 1)[0]
+    assert f"alias {built};" in widget
+    assert "types { application/javascript js; }" in widget
+    assert "charset utf-8;" in widget
+    assert 'Access-Control-Allow-Origin "*"' in widget
+    assert 'Cache-Control "no-cache"' in widget
+    demo = config.split("location /demo/ {", 1)[1].split("\n        }", 1)[0]
+    assert f"alias {tmp_path / 'data' / 'site' / 'demo'}/;" in demo
