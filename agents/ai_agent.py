@@ -52,7 +52,7 @@ from core.secrets import PREFIX as SEALED
 from core.tools import CONVERSATION_ACTIONS
 from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from streams.app import app
-from streams.records import AgentRequest, FunctionCall, bot_answer
+from streams.records import WEB_CHANNEL, AgentRequest, FunctionCall, bot_answer
 from streams.topics import agent_requests, function_calls, messages_outbound
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class AIStage:
         self, request: AgentRequest, model: ChatModel, turn: Turn, bounds: TurnBounds
     ) -> None:
         """The turn within its time limit; on failure, ``turn`` says why."""
-        on_delta = self._streamer(request) if request.channel == "web" else None
+        on_delta = self._streamer(request) if request.channel == WEB_CHANNEL else None
 
         async def complete(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> Completion:
             return await self._complete(request, model, turn, messages, tools, on_delta)

@@ -21,6 +21,7 @@ from core.database import Document, database, new_mongo_client
 from core.delivery_marks import DeliveryMarks
 from core.egress import EgressClient, EgressPolicy
 from core.realtime import RealtimeEmitter
+from core.recent_messages import RecentMessages
 from core.secrets import SecretBox
 from core.settings import Settings
 from core.tools import ToolDirectory
@@ -35,6 +36,7 @@ class PipelineDeps:
     applications: ApplicationDirectory
     channels: ChannelDirectory
     realtime: RealtimeEmitter
+    recent: RecentMessages
     marks: DeliveryMarks
     redis: Redis
     usage: UsageLedger
@@ -59,6 +61,7 @@ async def build_deps(settings: Settings) -> PipelineDeps:
         applications=ApplicationDirectory(db, redis),
         channels=ChannelDirectory(db, redis),
         realtime=RealtimeEmitter(settings),
+        recent=RecentMessages(redis),
         marks=DeliveryMarks(redis),
         redis=redis,
         usage=usage,

@@ -30,6 +30,7 @@ from streams.app import app
 from streams.records import (
     API_CHANNEL,
     SANDBOX_CHANNEL,
+    WEB_CHANNEL,
     ConversationCommand,
     OutboundMessage,
     PlatformSend,
@@ -41,7 +42,7 @@ from tables.conversations import ConversationState, conversation_state
 
 def _document(plan: Delivery) -> Document:
     message = plan.message
-    status = {"web": "delivered", SANDBOX_CHANNEL: "sandboxed", API_CHANNEL: "stored"}.get(
+    status = {WEB_CHANNEL: "delivered", SANDBOX_CHANNEL: "sandboxed", API_CHANNEL: "stored"}.get(
         message.channel, "routed"
     )
     if plan.stale:
@@ -68,7 +69,7 @@ def is_stale(message: OutboundMessage, state: ConversationState | None) -> bool:
 #: Channels that never go to platform.outbound: the widget is pushed to directly, a sandbox goes
 #: nowhere, and a server-to-server ("api") conversation's answers are stored for its client to
 #: read through the conversations API.
-LOCAL_CHANNELS = ("web", SANDBOX_CHANNEL, API_CHANNEL)
+LOCAL_CHANNELS = (WEB_CHANNEL, SANDBOX_CHANNEL, API_CHANNEL)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class DeliveryStage:
         to_route = [p.message for p in live if p.message.message_id in mine]
         await asyncio.gather(
             publish_all([_platform_send(m) for m in to_route if m.channel not in LOCAL_CHANNELS]),
-            self._push_to_web([m for m in to_route if m.channel == "web"]),
+            self._push_to_web([m for m in to_route if m.channel == WEB_CHANNEL]),
             # A sandbox conversation's answers are stored and announced, never sent.
         )
         routed = {m.message_id for m in to_route}
@@ -129,20 +130,25 @@ class DeliveryStage:
             by_conversation[message.conversation_id].append(message)
 
         async def push_in_order(queue: list[OutboundMessage]) -> None:
-            for message in queue:
-                await self.deps.realtime.to_conversation(
-                    message.conversation_id,
-                    "message",
-                    {
-                        "id": message.message_id,
-                        "conversation_id": message.conversation_id,
-                        "role": message.sender_role,
-                        "text": message.text,
-                        "created_at": message.created_at,
-                    },
-                )
+            views = [_web_view(message) for message in queue]
+            # Logged first: a widget that reconnects after missing the push finds it there.
+            await self.deps.recent.append(queue[0].conversation_id, views)
+            for view in views:
+                await self.deps.realtime.to_conversation(view["conversation_id"], "message", view)
 
         await asyncio.gather(*(push_in_order(queue) for queue in by_conversation.values()))
+
+
+def _web_view(message: OutboundMessage) -> dict[str, Any]:
+    """A message as the widget shows it (docs/realtime.md, ``message``)."""
+    return {
+        "id": message.message_id,
+        "conversation_id": message.conversation_id,
+        "role": message.sender_role,
+        "text": message.text,
+        "created_at": message.created_at,
+        "request_id": message.request_id,
+    }
 
 
 def _event(plan: Delivery) -> Send:

@@ -18,10 +18,8 @@ from redis.asyncio import Redis
 from core.applications import CACHE_TTL_S
 from core.database import Document
 from core.errors import NotFound, ValidationFailed
-from streams.records import API_CHANNEL, SANDBOX_CHANNEL, PipelineRecord
+from streams.records import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL, PipelineRecord
 
-#: The widget's channel: it has no document, its channel id is its application's id.
-WEB_CHANNEL = "web"
 #: Channels without a document, whose channel id is their application's id (the widget's, and
 #: the server-to-server conversations the applications service starts with an API key).
 APPLICATION_CHANNELS = (WEB_CHANNEL, API_CHANNEL)

@@ -56,8 +56,34 @@ class ConversationStore:
     async def conversation(self, conversation_id: str, workspace_id: str) -> Document | None:
         return await find_in_workspace(self._conversations, conversation_id, workspace_id)
 
+    async def find(self, conversation_id: str) -> Document | None:
+        return await self._conversations.find_one({"_id": conversation_id})
+
     async def message(self, message_id: str) -> Document | None:
         return await self._messages.find_one({"_id": message_id})
+
+    async def catch_up(
+        self, conversation_id: str, last_id: str | None, *, limit: int
+    ) -> list[Document]:
+        """What a reconnecting widget missed, oldest first: the messages after ``last_id``, or
+        the latest ``limit`` when it names no message of this conversation. Suppressed bot
+        answers were never shown, so they are not sent now either."""
+        anchor = await self.message(last_id) if last_id else None
+        if anchor is not None and anchor.get("conversation_id") != conversation_id:
+            anchor = None
+        query: dict[str, Any] = {"conversation_id": conversation_id}
+        if anchor is not None:
+            query["created_at"] = {"$gte": anchor["created_at"]}
+        found = (
+            await self._messages.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+            .to_list()
+        )
+        found.reverse()
+        return [
+            m for m in found[-limit:] if m["_id"] != last_id and m.get("status") != "suppressed"
+        ]
 
 
 async def insert_new(

@@ -28,3 +28,16 @@ class RealtimeEmitter:
         await self._manager.emit(
             event, data, room=conversation_room(conversation_id), namespace=WIDGET_NAMESPACE
         )
+
+    async def close(self) -> None:
+        await close_manager(self._manager)
+
+
+async def close_manager(manager: socketio.AsyncRedisManager) -> None:
+    """Close the Redis connections a socket.io Redis manager opened (it has no close of its own)."""
+    pubsub = getattr(manager, "pubsub", None)
+    if pubsub is not None:
+        await pubsub.aclose()
+    redis = getattr(manager, "redis", None)
+    if redis is not None:
+        await redis.aclose()

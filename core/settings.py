@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     encryption_key: SecretStr = SecretStr("local-development-encryption-key-change-me")
     access_token_ttl_s: int = Field(default=900, ge=30, le=24 * 3600)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
+    # A widget visitor's token; issued again on every visit, so it lapses only after this idle.
+    visitor_token_ttl_s: int = Field(default=180 * 24 * 3600, ge=60)
 
     # The default LLM; chatbots may override every one of these.
     llm_base_url: str | None = None

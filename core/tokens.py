@@ -22,6 +22,11 @@ ALGORITHM = "HS256"
 AUDIENCE = "switchboard"
 ACCESS = "access"
 REFRESH = "refresh"
+VISITOR = "visitor"
+
+
+class TokenExpired(Unauthorized):
+    """A valid token past its ``exp``: callers that can start afresh tell it apart."""
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,18 @@ class RefreshClaims:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class VisitorClaims:
+    visitor_id: str
+    application_id: str
+
+
 class TokenService:
     def __init__(self, settings: Settings) -> None:
         self._key = settings.jwt_secret.get_secret_value()
         self.access_ttl_s = settings.access_token_ttl_s
         self.refresh_ttl_s = settings.refresh_token_ttl_s
+        self.visitor_ttl_s = settings.visitor_token_ttl_s
 
     def _sign(self, claims: dict[str, object], ttl_s: int) -> str:
         now = int(time.time())
@@ -65,6 +77,12 @@ class TokenService:
         )
         return token, RefreshClaims(user_id, family_id, token_id, time.time() + self.refresh_ttl_s)
 
+    def visitor_token(self, visitor_id: str, application_id: str) -> str:
+        """A widget visitor's token: who they are to one application, kept by their browser."""
+        return self._sign(
+            {"sub": visitor_id, "typ": VISITOR, "app": application_id}, self.visitor_ttl_s
+        )
+
     def _decode(self, token: str, expected: str) -> dict[str, object]:
         try:
             claims: dict[str, object] = jwt.decode(
@@ -75,7 +93,7 @@ class TokenService:
                 options={"require": ["exp", "iat", "sub", "typ", "aud"]},
             )
         except jwt.ExpiredSignatureError as error:
-            raise Unauthorized("the token has expired") from error
+            raise TokenExpired("the token has expired") from error
         except jwt.PyJWTError as error:
             raise Unauthorized("the token is not valid") from error
         if claims.get("typ") != expected:
@@ -95,3 +113,7 @@ class TokenService:
             str(claims["sub"]), str(claims.get("fam", "")), str(claims.get("jti", "")),
             float(str(claims["exp"])),
         )  # fmt: skip
+
+    def read_visitor(self, token: str) -> VisitorClaims:
+        claims = self._decode(token, VISITOR)
+        return VisitorClaims(str(claims["sub"]), str(claims.get("app", "")))

@@ -22,6 +22,8 @@ SCHEMA_VERSION = 1
 SANDBOX_CHANNEL = "sandbox"
 #: The channel of conversations started by a tenant's server through the applications API.
 API_CHANNEL = "api"
+#: The web chat widget's channel: its channel id is the application's id, its chat the visitor.
+WEB_CHANNEL = "web"
 
 
 class PipelineRecord(faust.Record, abstract=True, serializer="json"):

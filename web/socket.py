@@ -1,18 +1,105 @@
-"""The socket service: realtime push to the widget and the operators' inbox (socket.io over Redis).
+"""The socket service: the widget's web chat and the operators' live feed, over socket.io.
 
-So far it answers only /healthz, /readyz and /metrics; its API grows with the issues that build it.
+A python-socketio ``AsyncServer`` on this aiohttp app, with an ``AsyncRedisManager``: every
+instance behind the gateway hears every emit, so a client may be connected to any of them, and
+workers push through a write-only manager on the same Redis channel (``core.realtime``).
+The protocol is in docs/realtime.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
 from aiohttp import web
 
+from core.application_store import ApplicationStore
+from core.applications import ApplicationDirectory
+from core.conversation_store import ConversationStore
+from core.database import database
+from core.event_feed import EventFeed
+from core.producer import LazyProducer
+from core.realtime import INBOX_NAMESPACE, close_manager
+from core.recent_messages import RecentMessages
 from core.settings import Settings
+from core.tokens import TokenService
+from core.widget_keys import WidgetKeys
 from web.health import Dependency
+from web.inbox_socket import InboxNamespace
+from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
 from web.service import service_app
+from web.socket_deps import SIO, SOCKET_DEPS, SocketDeps
+from web.widget_socket import WidgetNamespace
 
 DEPENDENCIES = (Dependency.REDIS, Dependency.MONGODB, Dependency.KAFKA)
+EVENT_FEED = web.AppKey("event_feed", EventFeed)
 
 
 def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, "socket", DEPENDENCIES)
+    app = service_app(settings, "socket", DEPENDENCIES)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=socketio.AsyncRedisManager(settings.redis_url),
+        cors_allowed_origins="*",  # the widget is embedded on any site; auth is in the payload
+    )
+    sio.register_namespace(WidgetNamespace(app))
+    sio.register_namespace(InboxNamespace(app))
+    sio.attach(app)
+    app[SIO] = sio
+    app.cleanup_ctx.extend([_deps_ctx, _server_ctx, _feed_ctx])
+    return app
+
+
+async def _deps_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = database(app[MONGO], settings)
+    producer = LazyProducer(settings)
+    app[PRODUCER] = producer
+    await producer.start()
+    redis = app[REDIS]
+    app[SOCKET_DEPS] = SocketDeps(
+        settings=settings,
+        tokens=TokenService(settings),
+        widget_keys=WidgetKeys(db, redis, ApplicationDirectory(db, redis)),
+        conversations=ConversationStore(db),
+        recent=RecentMessages(redis),
+        applications=ApplicationStore(db),
+        producer=producer,
+        redis=redis,
+    )
+    yield
+    await producer.stop()
+
+
+async def _server_ctx(app: web.Application) -> AsyncIterator[None]:
+    sio = app[SIO]
+    # Listen on Redis from the start, not from the first client's arrival, so an emit made
+    # through another instance in the meantime is not missed.
+    sio.manager_initialized = True
+    sio.manager.initialize()
+    yield
+    await sio.shutdown()
+    listener = getattr(sio.manager, "thread", None)
+    if isinstance(listener, asyncio.Task):
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    await close_manager(sio.manager)
+
+
+async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    sio = app[SIO]
+
+    async def to_inbox(event: dict[str, Any], rooms: list[str]) -> None:
+        await sio.emit("event", event, room=rooms, namespace=INBOX_NAMESPACE)
+
+    feed = EventFeed(app[SETTINGS], to_inbox)
+    app[EVENT_FEED] = feed
+    task = asyncio.create_task(feed.run(), name="inbox-feed")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
