@@ -22,9 +22,20 @@ from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, WTi
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core import ids
 from core.errors import ValidationFailed
-from streams.records import DeadLetter, PipelineRecord, UndecodableRecord, decode, encode
-from streams.topics import DEAD_LETTERS
+from streams.records import (
+    ConversationEvent,
+    DeadLetter,
+    PipelineRecord,
+    UndecodableRecord,
+    decode,
+    encode,
+)
+from streams.topics import DEAD_LETTERS, conversation_events
+
+#: Topics whose dead letters are messages that did not reach their user.
+DELIVERY_TOPICS = ("messages.outbound", "platform.outbound")
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +140,48 @@ async def dead_letter(event: Any, stage: str, error: BaseException, attempts: in
         attempts,
         error,
     )
+    sends = [(DEAD_LETTERS[f"{message.topic}.dlq"], key, encode(letter))]
+    failed_delivery = _delivery_failure(message.topic, value, letter)
+    if failed_delivery is not None:
+        sends.append((conversation_events, key, encode(failed_delivery)))
     # The dead-letter topic lives on the same broker as the input: if it cannot take the letter,
     # Kafka itself is away, and waiting (not acking the input) is the only way to lose nothing.
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            pending = await DEAD_LETTERS[f"{message.topic}.dlq"].send(key=key, value=encode(letter))
-            await pending
-            return
-        except Exception as publish_error:
-            if not is_transient(publish_error):
-                raise
-            await asyncio.sleep(DEFAULT_POLICY.delay(min(attempt, 6)))
+    for topic, record_key, record in sends:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                pending = await topic.send(key=record_key, value=record)
+                await pending
+                break
+            except Exception as publish_error:
+                if not is_transient(publish_error):
+                    raise
+                await asyncio.sleep(DEFAULT_POLICY.delay(min(attempt, 6)))
+
+
+def _delivery_failure(topic: str, value: object, letter: DeadLetter) -> ConversationEvent | None:
+    """Operators hear of a message that could not be delivered (it is in the dead-letter topic,
+    where ``switchboard replay redrive`` can send it again)."""
+    if topic not in DELIVERY_TOPICS:
+        return None
+    try:
+        record = decode(value if isinstance(value, bytes | str) else None)
+    except UndecodableRecord:
+        return None  # nothing says whose message it was
+    kind = "delivery.failed"
+    return ConversationEvent(
+        **record.envelope(ids.event_id(record.message_id, kind), time.time()),
+        type=kind,
+        subject_id=record.message_id,
+        data={
+            "stage": letter.stage,
+            "reason": letter.reason[:500],
+            "error_type": letter.error_type,
+            "attempts": letter.attempts,
+            "dead_letter_topic": f"{topic}.dlq",
+        },
+    )
 
 
 Record = TypeVar("Record", bound=PipelineRecord)

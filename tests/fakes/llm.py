@@ -33,6 +33,8 @@ class Text:
 
     text: str
     latency_s: float = 0.0
+    #: Pause between streamed chunks, so a client can be seen showing text as it arrives.
+    chunk_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,9 @@ class FakeLLM:
         }
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await _stream(request, _chunks(output, head, include_usage=include_usage))
+            delay = reply.chunk_delay_s if isinstance(reply, Text) else 0.0
+            chunks = _chunks(output, head, include_usage=include_usage)
+            return await _stream(request, chunks, delay)
         return web.json_response(_completion(output, head))
 
 
@@ -646,13 +650,17 @@ def _deltas_of(index: int, call: _WireCall) -> list[JSON]:
     return [first, *({"index": index, "function": {"arguments": f}} for f in fragments)]
 
 
-async def _stream(request: web.Request, chunks: Iterable[JSON]) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, chunks: Iterable[JSON], delay_s: float = 0.0
+) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
     for chunk in chunks:
         await response.write(f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode())
+        if delay_s:
+            await asyncio.sleep(delay_s)
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
