@@ -5,6 +5,7 @@ and Ctrl-C leaves no process behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import urllib.request
 
 from core.settings import SERVICES, Settings
 from infra.stack import status
+from tests.browser_support import launched_chromium
 
 
 def _port_free(port: int) -> bool:
@@ -55,6 +57,21 @@ def _check_demo(settings: Settings, lines: list[str]) -> None:
         html = response.read().decode()
     assert html.count("<script") == 1
     assert '<script src="/widget.js" data-key="pk_' in html
+    asyncio.run(_chat_on(page))
+
+
+async def _chat_on(page_url: str) -> None:
+    """What a newcomer does next: open the demo page, say hello, get the demo model's answer."""
+    async with launched_chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(page_url)
+        await page.get_by_role("button", name="Open chat").click()
+        box = page.get_by_role("textbox", name="Message")
+        await box.fill("hello")
+        await box.press("Enter")
+        answer = page.locator("[data-sb=message][data-role=bot]:not([data-streaming])")
+        await answer.first.wait_for(timeout=60_000)
+        assert (await answer.first.text_content() or "").startswith("[demo model] You said: hello")
 
 
 def test_run_then_ctrl_c(settings: Settings) -> None:
