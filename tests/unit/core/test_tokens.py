@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from core.errors import Unauthorized
 from core.settings import Settings
-from core.tokens import AUDIENCE, TokenService
+from core.tokens import AUDIENCE, TokenExpired, TokenService, VisitorClaims
 from tests.forged_tokens import access_claims, hmac_with, rsa_key_pair, signed, unsigned
 
 SECRET = "unit-test-jwt-secret-of-a-decent-length"
@@ -111,3 +111,60 @@ def test_a_tampered_payload_is_refused(tokens: TokenService) -> None:
     header, _, signature = tokens.access_token("usr_1", "ws_1", "agent", "ses_1").split(".")
     elevated = signed(access_claims(role="owner"), SECRET).split(".")[1]
     refused(tokens, f"{header}.{elevated}.{signature}")
+
+
+def visitor_claims(**changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "v_1", "typ": "visitor", "app": "app_1", "aud": AUDIENCE, "iat": now,
+        "exp": now + 600,
+    }  # fmt: skip
+    return {**claims, **changes}
+
+
+def test_visitor_token_round_trip(tokens: TokenService) -> None:
+    assert tokens.read_visitor(tokens.visitor_token("v_1", "app_1")) == VisitorClaims(
+        "v_1", "app_1"
+    )
+    assert tokens.read_visitor(signed(visitor_claims(), SECRET)) == VisitorClaims("v_1", "app_1")
+
+
+def test_visitor_token_lives_for_its_ttl() -> None:
+    service = TokenService(Settings(jwt_secret=SecretStr(SECRET), visitor_token_ttl_s=3600))
+    payload = jwt.decode(
+        service.visitor_token("v_1", "app_1"), SECRET, algorithms=["HS256"], audience=AUDIENCE
+    )
+    assert payload["exp"] - payload["iat"] == 3600
+
+
+def test_an_access_token_is_not_a_visitor_token(tokens: TokenService) -> None:
+    with pytest.raises(Unauthorized, match="not of type 'visitor'"):
+        tokens.read_visitor(tokens.access_token("usr_1", "ws_1", "agent", "ses_1"))
+
+
+def test_a_refresh_token_is_not_a_visitor_token(tokens: TokenService) -> None:
+    token, _ = tokens.refresh_token("usr_1", "ses_1")
+    with pytest.raises(Unauthorized, match="not of type 'visitor'"):
+        tokens.read_visitor(token)
+
+
+def test_a_visitor_token_is_neither_an_access_nor_a_refresh_token(tokens: TokenService) -> None:
+    token = tokens.visitor_token("v_1", "app_1")
+    assert refused(tokens, token) == "this token is not of type 'access'"
+    with pytest.raises(Unauthorized, match="not of type 'refresh'"):
+        tokens.read_refresh(token)
+
+
+def test_an_expired_visitor_token_says_so(tokens: TokenService) -> None:
+    now = int(time.time())
+    expired = signed(visitor_claims(iat=now - 120, exp=now - 60), SECRET)
+    with pytest.raises(TokenExpired, match="the token has expired") as caught:
+        tokens.read_visitor(expired)
+    assert isinstance(caught.value, Unauthorized)
+
+
+def test_a_visitor_token_of_another_secret_is_refused(tokens: TokenService) -> None:
+    other = TokenService(Settings(jwt_secret=SecretStr("some-other-secret-of-a-decent-length")))
+    with pytest.raises(Unauthorized, match="the token is not valid") as caught:
+        tokens.read_visitor(other.visitor_token("v_1", "app_1"))
+    assert not isinstance(caught.value, TokenExpired)
