@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 help:
 	@echo "make run     install, start the local services and every Switchboard process (Ctrl-C stops all)"
 	@echo "make test    install, start the local services the tests need, and run the test suite"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy, and tsc for the widget"
 	@echo "make bench   benchmarks, each against a baseline measured in the same run"
 	@echo "make up | down | status | logs   drive the local services (Kafka, FerretDB, Redis, S3, Nginx, Traefik)"
 	@echo "make replay ARGS='show CONVERSATION_ID'   topic replay (see switchboard replay --help)"
@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python -m infra.widget
 
 bench: install
 	@$(BIN)/python -m bench

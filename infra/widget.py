@@ -82,3 +82,17 @@ def ensure_widget_built(settings: Settings, progress: Progress, source: Path = W
         cwd=source,
     )
     return output
+
+
+def typecheck(settings: Settings, progress: Progress, source: Path = WIDGET_DIR) -> None:
+    """``tsc --noEmit`` over the widget's sources (``make lint``), building it first if needed."""
+    ensure_widget_built(settings, progress, source)
+    npm = shutil.which("npm")
+    assert npm is not None  # ensure_widget_built refused to go on without it
+    _run(
+        [npm, "run", "--silent", "typecheck"], progress, "type-checking the chat widget", cwd=source
+    )
+
+
+if __name__ == "__main__":
+    typecheck(Settings(), lambda message: print(f"widget: {message}", flush=True))
