@@ -15,6 +15,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from core.application_store import ApplicationStore
 from core.applications import ApplicationDirectory
@@ -27,6 +28,7 @@ from core.recent_messages import RecentMessages
 from core.settings import Settings
 from core.tokens import TokenService
 from core.widget_keys import WidgetKeys
+from web.errors import error_response
 from web.health import Dependency
 from web.inbox_socket import InboxNamespace
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
@@ -48,9 +50,24 @@ def create_app(settings: Settings) -> web.Application:
     sio.register_namespace(WidgetNamespace(app))
     sio.register_namespace(InboxNamespace(app))
     sio.attach(app)
+    app.middlewares.append(_refusals_as_json)
     app[SIO] = sio
     app.cleanup_ctx.extend([_deps_ctx, _server_ctx, _feed_ctx])
     return app
+
+
+@web.middleware
+async def _refusals_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Engine.IO refuses a bad handshake in plain text; answer in the API's error shape."""
+    response = await handler(request)
+    if (
+        400 <= response.status < 500
+        and isinstance(response, web.Response)
+        and response.content_type == "text/plain"
+    ):
+        message = (response.text or "").strip().strip('"') or "bad socket.io request"
+        return error_response(response.status, "bad_request", message)
+    return response
 
 
 async def _deps_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ ROUTES = {
     "/api/files/presign": ("files", 404),  # no endpoints there yet
     "/api/channels/some-channel": ("bots", 404),
     "/webhooks/telegram/some-channel": ("integrations", 404),
-    "/socket.io/": ("socket", 404),
+    "/socket.io/": ("socket", 400),  # not an Engine.IO handshake
 }
 
 
@@ -45,7 +45,8 @@ async def test_each_prefix_reaches_its_service(
             assert response.headers["X-Switchboard-Service"] == service
             assert response.status == status  # refused in the JSON error shape
             body = await response.json()
-            code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}[status]
+            code = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+                    405: "method_not_allowed"}[status]  # fmt: skip
             assert body["error"]["code"] == code
             if status == 404:
                 assert path in body["error"]["message"]
