@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=10.0, gt=0, le=60)
     tool_max_response_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
 
+    # The web chat widget: messages one visitor may send in a minute (its key is public).
+    widget_messages_per_minute: int = Field(default=30, ge=1)
+
     # Web services: every service listens on its own port, whether run alone or with ``web all``.
     web_host: str = "127.0.0.1"
     web_base_port: int = Field(default=8100, ge=1, le=65535 - len(SERVICES))

@@ -35,6 +35,7 @@ MAX_TEXT = 4000
 HISTORY_LIMIT = 200
 #: How long a sent client id is remembered, so a late retry is still recognised.
 SENT_TTL_S = 7 * 24 * 3600
+RATE_WINDOW_S = 60
 #: At most one typing relay per client in this interval.
 TYPING_EVERY_S = 1.0
 
@@ -166,6 +167,10 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if await self.deps.redis.exists(sent_key(message.message_id)):
                 return {"ok": True, "message_id": message.message_id, "duplicate": True}
+            wait_s = await self._over_rate(visitor["visitor_id"])
+            if wait_s:
+                refused = failure("rate_limited", f"too many messages; retry in {wait_s} s")
+                return {**refused, "retry_after_s": wait_s}
             await self.deps.producer.send(INBOUND_TOPIC, message.conversation_id, encode(message))
             await self.deps.redis.set(sent_key(message.message_id), "1", ex=SENT_TTL_S)
         except (DependencyUnavailable, RedisError, OSError) as error:
@@ -173,6 +178,21 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return failure("unavailable", "the message was not sent; retry with the same id")
         await self._show(sid, message)
         return {"ok": True, "message_id": message.message_id, "duplicate": False}
+
+    async def _over_rate(self, visitor_id: str) -> int:
+        """Seconds until this visitor may send again, 0 if now: the widget's key is public, and
+        every message costs a model call. A fixed window per minute, counted in Redis so that
+        the visitor's tabs on every instance share it."""
+        now = time.time()
+        window = int(now // RATE_WINDOW_S)
+        key = f"widget:rate:{visitor_id}:{window}"
+        async with self.deps.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, RATE_WINDOW_S * 2)
+            sent, _ = await pipe.execute()
+        if int(sent) <= self.deps.settings.widget_messages_per_minute:
+            return 0
+        return max(1, int((window + 1) * RATE_WINDOW_S - now))
 
     async def _show(self, sid: str, message: InboundMessage) -> None:
         """Log the visitor's message for catch-up and show it in their other tabs."""

@@ -293,3 +293,30 @@ async def test_two_instances_act_as_one(settings: Settings, app_key: tuple[str, 
         assert echo["id"] == ack["message_id"]
         await client.close()
         await other_tab.close()
+
+
+async def test_a_visitor_sending_too_fast_is_told_to_wait(
+    settings: Settings, app_key: tuple[str, str]
+) -> None:
+    _, key = app_key
+    limited = Settings(widget_messages_per_minute=3)
+    offsets = await _inbound_offsets(settings)
+    async with socket_service(limited) as service:
+        client = widget()
+        await client.connect(service.url, {"key": key})
+        [session] = await client.wait_for("session")
+        acks = [await client.call("message", {"id": f"m{n}", "text": "hi"}) for n in range(5)]
+        # A retry of a message that went through is still a duplicate, not one more message.
+        again = await client.call("message", {"id": "m0", "text": "hi"})
+        await client.close()
+    sent = [a for a in acks if a["ok"]]
+    refused = [a for a in acks if not a["ok"]]
+    # Three a minute; unless the minute turned over between the sends, the rest wait.
+    assert len(sent) >= 3
+    assert refused or len(sent) == 5
+    for ack in refused:
+        assert ack["error"]["code"] == "rate_limited"
+        assert 1 <= ack["retry_after_s"] <= 60
+    assert again["duplicate"] is True
+    records = await _inbound_since(settings, offsets, session["conversation_id"])
+    assert [r.message_id for r in records] == [a["message_id"] for a in sent]
