@@ -103,6 +103,7 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             conversation_id,
             returning,
             last_id if isinstance(last_id, str) else None,
+            str(application.get("welcome_message") or ""),
         )
 
     def _visitor(self, token: object, application_id: str) -> str:
@@ -126,12 +127,14 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         conversation_id: str,
         returning: bool,
         last_id: str | None,
+        welcome_message: str,
     ) -> None:
         session = {
             "token": self.deps.tokens.visitor_token(visitor_id, application_id),
             "visitor_id": visitor_id,
             "conversation_id": conversation_id,
             "application_id": application_id,
+            "welcome_message": welcome_message,
         }
         await self.emit("session", session, to=sid, ignore_queue=True)
         history: dict[str, Any] = {"messages": []}

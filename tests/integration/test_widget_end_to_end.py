@@ -59,7 +59,12 @@ async def _widget_application(settings: Settings, llm: FakeLLM) -> tuple[str, st
         "llm": {"base_url": llm.base_url, "api_key": "test-key", "model": "fake-model"},
     }
     application_id = await create_application(
-        settings, workspace_id, widget_key=key, prompt="You help.", chatbot=chatbot
+        settings,
+        workspace_id,
+        widget_key=key,
+        prompt="You help.",
+        chatbot=chatbot,
+        welcome_message="Hi! Ask us anything.",
     )
     return workspace_id, application_id, key
 
@@ -81,6 +86,7 @@ async def test_a_visitor_chats_with_the_bot_while_an_operator_watches(
     await visitor.connect(service.url, {"key": key})
     [session] = await visitor.wait_for("session")
     conversation_id = session["conversation_id"]
+    assert session["welcome_message"] == "Hi! Ask us anything."
 
     ack = await visitor.call("message", {"id": "first", "text": "where is my order?"})
     assert ack["ok"], ack
@@ -180,6 +186,9 @@ async def test_the_widget_in_a_browser_streams_the_answer_and_renders_text_as_te
         page = await browser.new_page()
         await page.goto(str(server.make_url("/")))
         await page.get_by_role("button", name="Open chat").click()
+        welcome = page.locator("[data-sb=welcome]")
+        await welcome.wait_for(timeout=30_000)
+        assert await welcome.text_content() == "Hi! Ask us anything."
         box = page.get_by_role("textbox", name="Message")
         await box.fill(hostile)
         await box.press("Enter")

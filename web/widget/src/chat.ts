@@ -30,6 +30,7 @@ export class Chat {
   private socket: WidgetSocket | null = null;
   private lastId: string | undefined;
   private conversationId: string | null = null;
+  private welcomeMessage: string | undefined;
   private stopped = false;
   private readonly inFlight = new Set<string>();
   private resendTimer: ReturnType<typeof setTimeout> | undefined;
@@ -71,6 +72,7 @@ export class Chat {
     socket.on("session", (session) => this.onSession(session));
     socket.on("history", (history) => {
       for (const message of history?.messages ?? []) this.receive(message);
+      this.view.messages.welcome(this.welcomeMessage);
     });
     socket.on("message", (message) => this.receive(message));
     socket.on("answer.delta", (event) => {
@@ -143,6 +145,7 @@ export class Chat {
       this.lastId = undefined;
     }
     this.conversationId = session.conversation_id;
+    this.welcomeMessage = session.welcome_message;
   }
 
   private receive(message: ChatMessage): void {

@@ -94,6 +94,15 @@ export class MessageList {
     if (element) element.textContent = "";
   }
 
+  /** The application's greeting, shown first in a conversation that has no messages yet. */
+  welcome(text: string | undefined): void {
+    const shown = this.element.querySelector(":scope > [data-sb=welcome]");
+    if (!text || shown || this.byId.size > 0) return;
+    const element = h("div", { class: "msg", "data-sb": "welcome", "data-role": "bot" });
+    element.textContent = text;
+    this.element.prepend(element);
+  }
+
   /** Forget every confirmed message (a new conversation); pending ones stay to be sent. */
   clear(): void {
     for (const [id, element] of this.byId) {

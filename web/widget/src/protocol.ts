@@ -16,6 +16,7 @@ export interface Session {
   visitor_id: string;
   conversation_id: string;
   application_id: string;
+  welcome_message?: string;
 }
 
 export interface History {
