@@ -35,6 +35,7 @@ class AccessClaims:
     workspace_id: str
     role: str
     session_id: str  # the refresh family this access token was issued under
+    expires_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class TokenService:
         claims = self._decode(token, ACCESS)
         return AccessClaims(
             str(claims["sub"]), str(claims.get("ws", "")), str(claims.get("role", "")),
-            str(claims.get("sid", "")),
+            str(claims.get("sid", "")), float(str(claims["exp"])),
         )  # fmt: skip
 
     def read_refresh(self, token: str) -> RefreshClaims:

@@ -3,11 +3,14 @@
 An operator connects with the REST API's access token and is put in their workspace's room; the
 feed (``core.event_feed``) pushes each conversation event to the rooms of its workspace,
 application and conversation. Joining an application's or a conversation's room is checked
-against the operator's workspace: another workspace's id is as unknown as a missing one.
+against the operator's workspace: another workspace's id is as unknown as a missing one. A
+connection ends when its access token expires, so signing out takes effect within a token's
+lifetime (15 minutes by default) on live connections too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -68,6 +71,15 @@ class InboxNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             to=sid,
             ignore_queue=True,
         )
+        self.server.start_background_task(self._end_with_token, sid, claims.expires_at)
+
+    async def _end_with_token(self, sid: str, expires_at: float) -> None:
+        """Disconnect when the access token expires: the client connects again with a fresh
+        one, and a session signed out in the meantime is refused then."""
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        expired = {"code": "token_expired", "message": "connect again with a fresh access token"}
+        await self.emit("session.expired", expired, to=sid, ignore_queue=True)
+        await self.disconnect(sid)
 
     async def on_join(self, sid: str, data: Any = None) -> dict[str, Any]:
         room = await self._room(sid, data)

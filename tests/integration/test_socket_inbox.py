@@ -191,3 +191,24 @@ async def test_typing_goes_both_ways(service: SocketService, settings: Settings,
     assert "typing" not in outsider.received
     for client in (visitor, operator, outsider):
         await client.close()
+
+
+async def test_a_connection_ends_when_its_token_expires(
+    service: SocketService, settings: Settings
+) -> None:
+    now = int(time.time())
+    short_lived = jwt.encode(
+        {"sub": "usr_1", "typ": "access", "ws": "ws_1", "role": "agent", "sid": "ses_1",
+         "aud": AUDIENCE, "iat": now, "exp": now + 2},
+        settings.jwt_secret.get_secret_value(),
+        algorithm=ALGORITHM,
+    )  # fmt: skip
+    operator = inbox()
+    await operator.connect(service.url, {"token": short_lived})
+    [expired] = await operator.wait_for("session.expired", within_s=10)
+    assert expired["code"] == "token_expired"
+    deadline = time.monotonic() + 10
+    while operator.sio.connected:
+        assert time.monotonic() < deadline, "still connected after its token expired"
+        await asyncio.sleep(0.1)
+    await operator.sio.shutdown()
