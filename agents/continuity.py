@@ -20,13 +20,16 @@ class OffsetContinuity:
     under repeated SIGKILLs, 26 records of one partition were never processed).
     So a hole is refused: the records after it are dropped unacked, Faust's gap
     for the partition is forgotten, and the partition is rewound to the first missing offset.
+    The record refetched after a rewind can be skipped again (flow control is still paused, say):
+    when the partition's offsets start over without it, it is rewound again, rather than
+    waiting for a record that will not come.
     """
 
     def __init__(self, stage: str, consumer: Any) -> None:
         self._stage = stage
         self._consumer = consumer
         self._next: dict[Any, tuple[Any, int]] = {}  # tp -> (generation, next offset expected)
-        self._rewinding: set[Any] = set()  # partitions waiting for their first missing record
+        self._rewinding: dict[Any, int] = {}  # partition -> latest offset seen past its hole
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         admitted: list[Any] = []
@@ -37,22 +40,25 @@ class OffsetContinuity:
             generation = getattr(message, "generation_id", None)
             expected = self._next.get(tp)
             if expected is not None and expected[0] == generation and offset > expected[1]:
-                # Records fetched before the rewind keep arriving until the missing one does.
-                if tp not in self._rewinding:
-                    self._rewinding.add(tp)
+                # Records fetched before the rewind keep arriving until the missing one does;
+                # offsets that start over without it mean it was skipped once more.
+                latest = self._rewinding.get(tp)
+                if latest is None or offset <= latest:
                     rewind[tp] = expected[1]
                     log.error(
-                        "%s: %s skipped from offset %d to %d in generation %s; rewinding",
+                        "%s: %s skipped from offset %d to %d in generation %s; rewinding%s",
                         self._stage,
                         tp,
                         expected[1],
                         offset,
                         generation,
+                        "" if latest is None else " again",
                     )
+                self._rewinding[tp] = offset
                 continue
             if expected is None or expected[0] != generation or offset >= expected[1]:
                 self._next[tp] = (generation, offset + 1)
-            self._rewinding.discard(tp)
+            self._rewinding.pop(tp, None)
             admitted.append(event)
         for tp, offset in rewind.items():
             self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap

@@ -126,6 +126,21 @@ async def test_a_hole_in_a_partition_is_refused_and_rewound() -> None:
     assert [e.message.offset for e in await continuity.admit(_at(12, 13))] == [12, 13]
 
 
+async def test_a_hole_skipped_again_after_the_rewind_is_rewound_again() -> None:
+    consumer = FakeConsumer()
+    continuity = OffsetContinuity("test", consumer)
+    await continuity.admit(_at(10, 11))
+    assert await continuity.admit(_at(13, 14)) == []
+    assert await continuity.admit(_at(15)) == [], "the old fetch, still arriving"
+    assert consumer.seeks == [("messages.inbound/0", 12)]
+    # The refetch starts over at 13: 12 was skipped once more, so it is asked for again.
+    assert await continuity.admit(_at(13, 14)) == []
+    assert consumer.seeks == [("messages.inbound/0", 12)] * 2
+    assert [e.message.offset for e in await continuity.admit(_at(12, 13, 14))] == [12, 13, 14]
+    assert await continuity.admit(_at(15)) != []
+    assert len(consumer.seeks) == 2
+
+
 async def test_a_new_generation_may_start_anywhere() -> None:
     consumer = FakeConsumer()
     continuity = OffsetContinuity("test", consumer)
