@@ -10,6 +10,7 @@ clients deduplicate on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +31,7 @@ GROUP_ID = "switchboard-inbox-feed"
 #: Event types that stay inside the pipeline (an AI turn's record is for replay, not operators).
 INTERNAL_TYPES = frozenset({"turn.completed", "turn.failed"})
 RETRY_S = 2.0
+STOP_TIMEOUT_S = 5.0
 
 Emit = Callable[[dict[str, Any], list[str]], Awaitable[None]]
 
@@ -102,7 +104,9 @@ class EventFeed:
                 log.warning("inbox feed: Kafka failed (%s); retrying in %.0fs", error, RETRY_S)
             finally:
                 self.assigned.clear()
-                await consumer.stop()
+                # Leaving the group mid-rebalance was seen to hang; a stop must not.
+                with contextlib.suppress(TimeoutError, KafkaError):
+                    await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
             await asyncio.sleep(RETRY_S)
 
     async def _push(self, raw: bytes | None) -> None:

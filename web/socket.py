@@ -34,17 +34,19 @@ from web.inbox_socket import InboxNamespace
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
 from web.service import service_app
 from web.socket_deps import SIO, SOCKET_DEPS, SocketDeps
+from web.socket_manager import IndexedRedisManager
 from web.widget_socket import WidgetNamespace
 
 DEPENDENCIES = (Dependency.REDIS, Dependency.MONGODB, Dependency.KAFKA)
 EVENT_FEED = web.AppKey("event_feed", EventFeed)
+STOP_TIMEOUT_S = 10.0
 
 
 def create_app(settings: Settings) -> web.Application:
     app = service_app(settings, "socket", DEPENDENCIES)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(settings.redis_url),
+        client_manager=IndexedRedisManager(settings.redis_url),
         cors_allowed_origins="*",  # the widget is embedded on any site; auth is in the payload
     )
     sio.register_namespace(WidgetNamespace(app))
@@ -118,5 +120,5 @@ async def _feed_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(feed.run(), name="inbox-feed")
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # Bounded: a consumer leaving its group mid-rebalance can hang, and must not hold up exit.
+    await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
