@@ -3,8 +3,9 @@ rooms indexed, so that a disconnect leaves only that client's rooms.
 
 python-socketio (5.18) finds a disconnecting client's rooms by copying and scanning every room of
 the namespace, and every client has a room of its own: n clients leaving cost O(n²). Measured
-with 10,000 widget clients leaving at once: 39 s of CPU, with /healthz taking 15 s to answer and
-the inbox feed thrown out of its Kafka group, against 9.5 s for the same server with the index.
+with 10,000 widget clients leaving at once (``python -m bench socket``): 39 s of CPU without the
+index, with /healthz taking 15 s to answer and the inbox feed thrown out of its Kafka group;
+2.8 s with it.
 """
 
 from __future__ import annotations
