@@ -61,6 +61,18 @@ class OffsetContinuity:
             self._rewinding.pop(tp, None)
             admitted.append(event)
         for tp, offset in rewind.items():
+            self._forget_acks_from(tp, offset)
             self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap
             await self._consumer.seek(tp, offset)
         return admitted
+
+    def _forget_acks_from(self, tp: Any, offset: int) -> None:
+        """Take back Faust's acks of the offsets from ``offset`` on: it acked the records it
+        skipped, and a commit past them would lose them if the worker died before the rewind
+        brought them back. Nothing from ``offset`` on was admitted, so no ack here was ours."""
+        acked = self._consumer._acked.get(tp)
+        if acked:
+            acked[:] = [o for o in acked if o < offset]
+        index = self._consumer._acked_index.get(tp)
+        if index:
+            index.difference_update([o for o in index if o >= offset])

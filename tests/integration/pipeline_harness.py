@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -96,6 +96,17 @@ class Worker:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running(worker: Worker) -> Iterator[Worker]:
+    """``worker`` started and ready for the length of a ``with`` block, then stopped cleanly."""
+    worker.start()
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        assert worker.stop() in (0, -9), worker.tail()
 
 
 def platform_channel_id(application_id: str) -> str:

@@ -22,19 +22,15 @@ from tests.integration.pipeline_harness import (
     Worker,
     create_application,
     documents,
+    running,
     send_all,
 )
 
 
 @pytest.fixture(scope="module")
 def ai_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    worker = Worker(tmp_path_factory.mktemp("ai"), "ai-worker", ai=True)
-    worker.start()
-    try:
-        worker.wait_ready()
+    with running(Worker(tmp_path_factory.mktemp("ai"), "ai-worker", ai=True)) as worker:
         yield worker
-    finally:
-        assert worker.stop() in (0, -9), worker.tail()
 
 
 def _chatbot(llm: FakeLLM, **llm_fields: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tests.integration.pipeline_harness import (
     documents,
     insert_documents,
     read_topic,
+    running,
     send_all,
     send_raw,
     wait_for_event,
@@ -52,12 +53,8 @@ def tool_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
         ai=True,
         env={"SWITCHBOARD_TOOL_ALLOW_NETWORKS": "127.0.0.1/32"},
     )
-    worker.start()
-    try:
-        worker.wait_ready()
+    with running(worker):
         yield worker
-    finally:
-        assert worker.stop() in (0, -9), worker.tail()
 
 
 async def _tenant(

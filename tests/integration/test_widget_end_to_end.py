@@ -18,7 +18,13 @@ from core.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
 from core.settings import Settings
 from tests.browser_support import launched_chromium
 from tests.fakes.llm import JSON, FakeLLM, Text
-from tests.integration.pipeline_harness import Conversation, Worker, create_application, send_all
+from tests.integration.pipeline_harness import (
+    Conversation,
+    Worker,
+    create_application,
+    running,
+    send_all,
+)
 from tests.integration.socket_harness import Client, SocketService, operator_token, socket_service
 
 pytestmark = pytest.mark.integration
@@ -29,13 +35,8 @@ CHUNK_DELAY_S = 0.08
 
 @pytest.fixture(scope="module")
 def ai_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    worker = Worker(tmp_path_factory.mktemp("widget"), "widget-worker", ai=True)
-    worker.start()
-    try:
-        worker.wait_ready()
+    with running(Worker(tmp_path_factory.mktemp("widget"), "widget-worker", ai=True)) as worker:
         yield worker
-    finally:
-        assert worker.stop() in (0, -9), worker.tail()
 
 
 def _echo(body: JSON) -> Text:

@@ -103,6 +103,8 @@ class Partitioned:
 @dataclass
 class FakeConsumer:
     _gap: dict[str, object] = field(default_factory=dict)
+    _acked: dict[str, list[int]] = field(default_factory=dict)
+    _acked_index: dict[str, set[int]] = field(default_factory=dict)
     seeks: list[tuple[str, int]] = field(default_factory=list)
 
     async def seek(self, tp: str, offset: int) -> None:
@@ -124,6 +126,18 @@ async def test_a_hole_in_a_partition_is_refused_and_rewound() -> None:
     assert await continuity.admit(_at(17)) == [], "stale records after the hole: no second seek"
     assert consumer.seeks == [("messages.inbound/0", 12)]
     assert [e.message.offset for e in await continuity.admit(_at(12, 13))] == [12, 13]
+
+
+async def test_faust_acks_of_the_skipped_records_are_taken_back() -> None:
+    """Faust acks what it skips: left alone, a commit would pass the hole before the rewind
+    brings it back, and a crash then would lose it."""
+    tp = "messages.inbound/0"
+    consumer = FakeConsumer(_acked={tp: [10, 11, 12, 13]}, _acked_index={tp: {10, 11, 12, 13}})
+    continuity = OffsetContinuity("test", consumer)
+    await continuity.admit(_at(10, 11))
+    assert await continuity.admit(_at(14)) == []  # 12 and 13 were skipped, and acked
+    assert consumer._acked == {tp: [10, 11]}
+    assert consumer._acked_index == {tp: {10, 11}}
 
 
 async def test_a_hole_skipped_again_after_the_rewind_is_rewound_again() -> None:
