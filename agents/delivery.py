@@ -26,6 +26,7 @@ from agents.outputs import Send, event_of, publish_all
 from core import ids
 from core.database import Document
 from core.errors import ValidationFailed
+from core.recent_messages import widget_view
 from streams.app import app
 from streams.records import (
     API_CHANNEL,
@@ -140,15 +141,14 @@ class DeliveryStage:
 
 
 def _web_view(message: OutboundMessage) -> dict[str, Any]:
-    """A message as the widget shows it (docs/realtime.md, ``message``)."""
-    return {
-        "id": message.message_id,
-        "conversation_id": message.conversation_id,
-        "role": message.sender_role,
-        "text": message.text,
-        "created_at": message.created_at,
-        "request_id": message.request_id,
-    }
+    return widget_view(
+        message.message_id,
+        message.conversation_id,
+        message.sender_role,
+        message.text,
+        message.created_at,
+        message.request_id,
+    )
 
 
 def _event(plan: Delivery) -> Send:

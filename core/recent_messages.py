@@ -25,6 +25,26 @@ TTL_S = 7 * 24 * 3600
 View = dict[str, Any]
 
 
+def widget_view(
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    text: str,
+    created_at: object,
+    request_id: str = "",
+) -> View:
+    """A message as the widget shows it (docs/realtime.md, ``message``): what is pushed, and
+    what this log keeps."""
+    return {
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "role": role,
+        "text": text,
+        "created_at": created_at,
+        "request_id": request_id,
+    }
+
+
 def log_key(conversation_id: str) -> str:
     return f"widget:recent:{conversation_id}"
 

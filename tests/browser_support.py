@@ -6,6 +6,7 @@ async with launched_chromium() as browser:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ def _say(message: str) -> None:
 @asynccontextmanager
 async def launched_chromium(*, headless: bool = True) -> AsyncIterator[Browser]:
     """Install Chromium if needed, launch it headless, and close it afterwards."""
-    executable = ensure_chromium(_say)
+    executable = await asyncio.to_thread(ensure_chromium, _say)  # apt, on a first run
     # Chromium refuses to run as root inside its sandbox; CI and these machines run as root.
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     async with async_playwright() as playwright:

@@ -23,6 +23,7 @@ from core import ids
 from core.database import Document
 from core.errors import DependencyUnavailable, Unauthorized
 from core.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
+from core.recent_messages import widget_view
 from core.tokens import TokenExpired
 from streams.records import WEB_CHANNEL, InboundMessage, encode
 from web.socket_deps import SOCKET_DEPS, Refused, SocketDeps, failure
@@ -45,15 +46,15 @@ def sent_key(message_id: str) -> str:
 
 
 def message_view(document: Document) -> dict[str, Any]:
-    """A stored message as the widget shows it (docs/realtime.md, ``message``)."""
-    return {
-        "id": document["_id"],
-        "conversation_id": document["conversation_id"],
-        "role": document.get("role", "user"),
-        "text": document.get("text", ""),
-        "created_at": document.get("created_at"),
-        "request_id": document.get("request_id", ""),
-    }
+    """A stored message as the widget shows it."""
+    return widget_view(
+        document["_id"],
+        document["conversation_id"],
+        document.get("role", "user"),
+        document.get("text", ""),
+        document.get("created_at"),
+        document.get("request_id", ""),
+    )
 
 
 class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -199,14 +200,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _show(self, sid: str, message: InboundMessage) -> None:
         """Log the visitor's message for catch-up and show it in their other tabs."""
-        view = {
-            "id": message.message_id,
-            "conversation_id": message.conversation_id,
-            "role": "user",
-            "text": message.text,
-            "created_at": message.created_at,
-            "request_id": "",
-        }
+        view = widget_view(
+            message.message_id, message.conversation_id, "user", message.text, message.created_at
+        )
         room = conversation_room(message.conversation_id)
         try:
             await self.deps.recent.append(message.conversation_id, [view])

@@ -26,6 +26,7 @@ from core.database import Document, database, new_mongo_client
 from core.settings import SERVICES, Settings
 from infra.stack import down, up
 from streams.admin import create_topics
+from tests.integration.socket_harness import SocketService, socket_service
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -79,3 +80,10 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     client = new_redis(settings)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[SocketService]:
+    """A socket service on a real port, in this process (tests/integration/socket_harness.py)."""
+    async with socket_service(settings) as running:
+        yield running

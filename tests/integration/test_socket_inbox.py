@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import jwt
 import pytest
@@ -22,18 +21,11 @@ from tests.integration.socket_harness import (
     Client,
     SocketService,
     operator_token,
-    socket_service,
     widget_application,
 )
 from web.auth import revoked_session_key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[SocketService]:
-    async with socket_service(settings) as running:
-        yield running
 
 
 def inbox() -> Client:

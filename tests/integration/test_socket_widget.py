@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import jwt
 import pytest
@@ -29,12 +28,6 @@ from tests.integration.socket_harness import (
 from web.widget_socket import message_view
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[SocketService]:
-    async with socket_service(settings) as running:
-        yield running
 
 
 @pytest.fixture

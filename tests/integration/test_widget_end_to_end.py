@@ -25,7 +25,7 @@ from tests.integration.pipeline_harness import (
     running,
     send_all,
 )
-from tests.integration.socket_harness import Client, SocketService, operator_token, socket_service
+from tests.integration.socket_harness import Client, SocketService, operator_token
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +68,6 @@ async def _widget_application(settings: Settings, llm: FakeLLM) -> tuple[str, st
         welcome_message="Hi! Ask us anything.",
     )
     return workspace_id, application_id, key
-
-
-@pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[SocketService]:
-    async with socket_service(settings) as running:
-        yield running
 
 
 async def test_a_visitor_chats_with_the_bot_while_an_operator_watches(
