@@ -14,16 +14,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    import faust
-
     from streams.admin import create_topics
     from streams.app import configure
+    from streams.worker import Worker
 
     created = asyncio.run(create_topics(settings))
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
     app = configure(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel or settings.log_level)
+    worker = Worker(app, loglevel=args.loglevel or settings.log_level)
     # The model SDK's HTTP client logs every request at INFO: a line per model call is noise
     # in a worker's log, and writing it cost 4% of a busy worker's time.
     for chatty in ("httpx", "httpx2"):

@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     # The AI stage: off only where something else answers agent.requests (pipeline tests).
     ai_agent_enabled: bool = True
     # Hand records from Faust's consumer to the streams inline (streams/intake.py): several
-    # times the AI stage's throughput under load, but off by default (see the README).
-    worker_inline_intake: bool = False
+    # times the AI stage's throughput under load; false falls back to Faust's own hand-off.
+    worker_inline_intake: bool = True
     ai_max_in_flight: int = Field(default=256, ge=1)  # model calls at once, per worker
     ai_turn_timeout_s: float = Field(default=60.0, gt=0)  # a whole turn, retries included
     ai_max_tool_rounds: int = Field(default=4, ge=0)  # rounds of tool calls in one turn

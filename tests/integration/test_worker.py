@@ -85,4 +85,8 @@ def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) ->
             output.join()
     assert code == 0, "".join(output.lines[-30:])
     assert any("created topics: function.calls.dlq" in line for line in output.lines)
+    # Ready only after its start-up heap was frozen out of the collector's way (core/heap.py).
+    settled = next(i for i, line in enumerate(output.lines) if "heap settled:" in line)
+    ready = next(i for i, line in enumerate(output.lines) if "[^Worker]: Ready" in line)
+    assert settled < ready
     assert any("[^Worker]: Closing event loop" in line for line in output.lines)

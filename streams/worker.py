@@ -1,0 +1,16 @@
+"""The pipeline worker process: Faust's worker, with what Switchboard needs once it is ready."""
+
+from __future__ import annotations
+
+import faust
+
+from core import heap
+
+
+class Worker(faust.Worker):
+    """Faust's worker (its log lines still read `[^Worker]`, which scripts wait for)."""
+
+    async def on_startup_finished(self) -> None:
+        """Ready: every agent is running and every table recovered. Settle the heap first."""
+        heap.settle()
+        await super().on_startup_finished()
