@@ -14,7 +14,6 @@ together, for context. At 0 ms there is no ideal: the figure is what the stage i
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -33,9 +32,6 @@ from core.settings import Settings
 from streams.records import AgentRequest, InboundMessage, decode, encode
 from tests.fakes.llm import FakeLLM
 
-#: The workers' intake (streams/intake.py): the figures in docs/benchmarks.md were measured with
-#: it on; set SWITCHBOARD_WORKER_INLINE_INTAKE=false in the environment to measure Faust's own.
-INLINE_INTAKE = os.environ.get("SWITCHBOARD_WORKER_INLINE_INTAKE", "true")
 CONVERSATIONS = 200
 TURNS = 8  # questions each conversation asks in a measured run
 WARM_UP_TURNS = 2
@@ -191,10 +187,7 @@ def run(settings: Settings, log_dir: Path) -> list[AIRun]:
                 [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
                 log_dir / f"bench-ai-worker-{count}-{n}.log",
                 "[^Worker]: Ready",
-                env={
-                    "SWITCHBOARD_AI_AGENT_ENABLED": "true",
-                    "SWITCHBOARD_WORKER_INLINE_INTAKE": INLINE_INTAKE,
-                },
+                env={"SWITCHBOARD_AI_AGENT_ENABLED": "true"},
             )
             for n in range(count)
         ]
