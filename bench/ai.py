@@ -37,6 +37,8 @@ TURNS = 8  # questions each conversation asks in a measured run
 WARM_UP_TURNS = 2
 #: (workers, path, model latency): one worker as the headline; two, one per core, for scale.
 PLANS = ((1, "AI stage", 0.0), (1, "AI stage", 0.5), (1, "end to end", 0.5), (2, "AI stage", 0.5))
+#: The benchmark's own database, emptied before the first run (as bench.pipeline does).
+DATABASE = "switchboard_bench_ai"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,14 @@ async def _tenant(settings: Settings, llm: FakeLLM) -> tuple[str, str]:
     finally:
         await client.close()
     return workspace, application
+
+
+async def _empty(settings: Settings) -> None:
+    client = new_mongo_client(settings)
+    try:
+        await client.drop_database(settings.mongo_database)
+    finally:
+        await client.close()
 
 
 def _route(path: str, workspace: str, application: str) -> Route:
@@ -180,6 +190,8 @@ async def _measure(settings: Settings, workers: int, path: str, latency_s: float
 
 
 def run(settings: Settings, log_dir: Path) -> list[AIRun]:
+    settings = settings.model_copy(update={"mongo_database": DATABASE})
+    asyncio.run(_empty(settings))
     results = []
     for count in sorted({workers for workers, _, _ in PLANS}):
         workers = [
@@ -187,7 +199,10 @@ def run(settings: Settings, log_dir: Path) -> list[AIRun]:
                 [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
                 log_dir / f"bench-ai-worker-{count}-{n}.log",
                 "[^Worker]: Ready",
-                env={"SWITCHBOARD_AI_AGENT_ENABLED": "true"},
+                env={
+                    "SWITCHBOARD_AI_AGENT_ENABLED": "true",
+                    "SWITCHBOARD_MONGO_DATABASE": DATABASE,
+                },
             )
             for n in range(count)
         ]

@@ -12,7 +12,7 @@ import faust
 from yarl import URL
 
 from core.settings import Settings
-from streams import intake
+from streams import changelog, intake
 
 APP_ID = "switchboard"
 
@@ -65,4 +65,5 @@ def configure(settings: Settings) -> faust.App:
     app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.context
     if settings.worker_inline_intake:
         intake.install()
+    changelog.install()
     return app
