@@ -51,6 +51,7 @@ from core.prompts import turn_messages
 from core.secrets import PREFIX as SEALED
 from core.tools import CONVERSATION_ACTIONS
 from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
+from streams import skips
 from streams.app import app
 from streams.records import WEB_CHANNEL, AgentRequest, FunctionCall, bot_answer
 from streams.topics import agent_requests, function_calls, messages_outbound
@@ -333,7 +334,7 @@ async def ai_agent(stream: Any) -> None:
     manual = stream.noack()
     if not deps.settings.ai_agent_enabled:
         async for event in manual.events():  # something else answers: just keep up
-            await manual.ack(event)
+            await skips.ack(manual, event)
         return
     handle = AIStage(deps).handle
     await run_keyed(manual, handle, STAGE, app.consumer, deps.settings.ai_max_in_flight)

@@ -28,6 +28,7 @@ from faust.streams import _current_event
 
 from agents.continuity import OffsetContinuity
 from agents.failures import GaveUp, dead_letter, with_retries
+from streams import skips
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ async def run_batches(stream: Any, stage: BatchStage[P], consumer: Any) -> None:
             events = await continuity.admit(taken)
             await handle_batch(events, stage)
             for event in events:
-                await manual.ack(event)
+                await skips.ack(manual, event)
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,12 +1,23 @@
-"""A guard against records a Faust stream skips (and acks) across a rebalance."""
+"""A guard against records a Faust stream skips across a rebalance."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: How long records may keep arriving past a hole after its rewind before the seek is repeated.
+RESEEK_AFTER_S = 5.0
+
+
+@dataclass
+class _Rewind:
+    latest: int  # the latest offset seen past the hole
+    sought_at: float  # when the partition was last sought back to the hole
 
 
 class OffsetContinuity:
@@ -14,22 +25,28 @@ class OffsetContinuity:
 
     The contract's topics are neither compacted nor transactional, so the offsets of a partition
     the worker keeps arrive one after the other. Across a rebalance faust-streaming 0.15.3 can
-    skip a record anyway, and ack it: its stream drops (as "skipped") and acks any record that
-    reaches it while flow control is paused or that carries an older generation (seen here:
-    offset 45,711 went missing between 45,710 and 45,712 of the same new generation; once,
-    under repeated SIGKILLs, 26 records of one partition were never processed).
-    So a hole is refused: the records after it are dropped unacked, Faust's gap
-    for the partition is forgotten, and the partition is rewound to the first missing offset.
-    The record refetched after a rewind can be skipped again (flow control is still paused, say):
-    when the partition's offsets start over without it, it is rewound again, rather than
-    waiting for a record that will not come.
+    skip a record anyway: its stream drops any record that reaches it while flow control is
+    paused or that carries an older generation (seen here: offset 45,711 went missing between
+    45,710 and 45,712 of the same new generation; once, under repeated SIGKILLs, 26 records of
+    one partition were never processed). So a hole is refused: the records after it are dropped
+    unacked, Faust's acks and gap for the partition are forgotten, its read offset is held open
+    (``streams.read_offsets``: otherwise the records fetched before the seek move it past the
+    hole again, and Faust drops the refetched ones), and it is sought back to the hole.
+
+    The refetched record can be skipped again (flow control is still paused, say): when the
+    partition's offsets start over without it, it is rewound again, rather than waiting for a
+    record that will not come. And when records keep arriving past the hole for
+    ``RESEEK_AFTER_S`` after a seek, the seek is repeated.
     """
 
-    def __init__(self, stage: str, consumer: Any) -> None:
+    def __init__(
+        self, stage: str, consumer: Any, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._stage = stage
         self._consumer = consumer
+        self._clock = clock
         self._next: dict[Any, tuple[Any, int]] = {}  # tp -> (generation, next offset expected)
-        self._rewinding: dict[Any, int] = {}  # partition -> latest offset seen past its hole
+        self._rewinding: dict[Any, _Rewind] = {}
 
     async def admit(self, events: Sequence[Any]) -> list[Any]:
         admitted: list[Any] = []
@@ -40,36 +57,73 @@ class OffsetContinuity:
             generation = getattr(message, "generation_id", None)
             expected = self._next.get(tp)
             if expected is not None and expected[0] == generation and offset > expected[1]:
-                # Records fetched before the rewind keep arriving until the missing one does;
-                # offsets that start over without it mean it was skipped once more.
-                latest = self._rewinding.get(tp)
-                if latest is None or offset <= latest:
-                    rewind[tp] = expected[1]
-                    log.error(
-                        "%s: %s skipped from offset %d to %d in generation %s; rewinding%s",
-                        self._stage,
-                        tp,
-                        expected[1],
-                        offset,
-                        generation,
-                        "" if latest is None else " again",
-                    )
-                self._rewinding[tp] = offset
+                self._refuse(tp, expected[1], offset, generation, rewind)
                 continue
             if expected is None or expected[0] != generation or offset >= expected[1]:
                 self._next[tp] = (generation, offset + 1)
-            self._rewinding.pop(tp, None)
+            if self._rewinding.pop(tp, None) is not None:
+                self._read_offsets().release(tp)
             admitted.append(event)
         for tp, offset in rewind.items():
-            self._forget_acks_from(tp, offset)
-            self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap
-            await self._consumer.seek(tp, offset)
+            await self._rewind(tp, offset)
         return admitted
 
+    def _refuse(
+        self, tp: Any, hole: int, offset: int, generation: Any, rewind: dict[Any, int]
+    ) -> None:
+        """Drop the record at ``offset``, past the ``hole``; mark the partition for a rewind when
+        its offsets start over without the hole, or when a seek has come to nothing for long."""
+        now = self._clock()
+        state = self._rewinding.get(tp)
+        if state is None or offset <= state.latest:
+            rewind[tp] = hole
+            log.error(
+                "%s: %s skipped from offset %d to %d in generation %s; rewinding%s",
+                self._stage,
+                tp,
+                hole,
+                offset,
+                generation,
+                "" if state is None else " again",
+            )
+        elif now - state.sought_at >= RESEEK_AFTER_S:
+            rewind[tp] = hole
+            log.error(
+                "%s: %s still past offset %d (at %d) %.1f s after the rewind; seeking again",
+                self._stage,
+                tp,
+                hole,
+                offset,
+                now - state.sought_at,
+            )
+        if tp in rewind:
+            self._rewinding[tp] = _Rewind(latest=offset, sought_at=now)
+        else:
+            assert state is not None
+            state.latest = offset
+
+    async def _rewind(self, tp: Any, offset: int) -> None:
+        self._forget_acks_from(tp, offset)
+        self._consumer._gap.pop(tp, None)  # Faust has no public way to forget a gap
+        self._read_offsets().hold(tp)
+        try:
+            # In the consumer's own thread, which owns the Kafka client; raises when the
+            # partition has been revoked meanwhile, and then its next owner reads it.
+            await self._consumer.seek_wait({tp: offset})
+        except Exception as failed:  # repeated after RESEEK_AFTER_S, or moot once revoked
+            log.warning("%s: seeking %s back to %d failed: %r", self._stage, tp, offset, failed)
+
+    def _read_offsets(self) -> Any:
+        offsets = self._consumer._read_offset
+        if not hasattr(offsets, "hold"):
+            raise RuntimeError("the worker's consumer lacks streams.read_offsets (install it)")
+        return offsets
+
     def _forget_acks_from(self, tp: Any, offset: int) -> None:
-        """Take back Faust's acks of the offsets from ``offset`` on: it acked the records it
-        skipped, and a commit past them would lose them if the worker died before the rewind
-        brought them back. Nothing from ``offset`` on was admitted, so no ack here was ours."""
+        """Take back any ack of the offsets from ``offset`` on. ``streams.skips`` keeps Faust from
+        acking the records it skips; this is the second line, since a commit past them would
+        lose them if the worker died before the rewind brought them back. Nothing from
+        ``offset`` on was admitted, so no ack here was ours."""
         acked = self._consumer._acked.get(tp)
         if acked:
             acked[:] = [o for o in acked if o < offset]

@@ -15,6 +15,7 @@ are released here in offset order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.continuity import OffsetContinuity
+from streams import skips
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ async def run_keyed(
 ) -> None:
     """The body of a keyed agent: admit each record gap-free, run it on its key's lane, ack in
     offset order, until the stream stops. ``manual`` is the agent's ``stream.noack()``."""
-    runner = KeyedRunner(handle, manual.ack, max_in_flight)
+    runner = KeyedRunner(handle, functools.partial(skips.ack, manual), max_in_flight)
     continuity = OffsetContinuity(stage, consumer)
     try:
         async for event in manual.events():

@@ -12,7 +12,7 @@ import faust
 from yarl import URL
 
 from core.settings import Settings
-from streams import changelog, intake
+from streams import changelog, intake, read_offsets, skips
 
 APP_ID = "switchboard"
 
@@ -66,4 +66,6 @@ def configure(settings: Settings) -> faust.App:
     if settings.worker_inline_intake:
         intake.install()
     changelog.install()
+    read_offsets.install()
+    skips.install()
     return app
