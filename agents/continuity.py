@@ -57,7 +57,8 @@ class OffsetContinuity:
             generation = getattr(message, "generation_id", None)
             expected = self._next.get(tp)
             if expected is not None and expected[0] == generation and offset > expected[1]:
-                self._refuse(tp, expected[1], offset, generation, rewind)
+                if self._refuse(tp, expected[1], offset, generation):
+                    rewind[tp] = expected[1]
                 continue
             if expected is None or expected[0] != generation or offset >= expected[1]:
                 self._next[tp] = (generation, offset + 1)
@@ -68,15 +69,12 @@ class OffsetContinuity:
             await self._rewind(tp, offset)
         return admitted
 
-    def _refuse(
-        self, tp: Any, hole: int, offset: int, generation: Any, rewind: dict[Any, int]
-    ) -> None:
-        """Drop the record at ``offset``, past the ``hole``; mark the partition for a rewind when
-        its offsets start over without the hole, or when a seek has come to nothing for long."""
+    def _refuse(self, tp: Any, hole: int, offset: int, generation: Any) -> bool:
+        """Drop the record at ``offset``, past the ``hole``; whether to rewind to the hole: when
+        the partition's offsets start over without it, or a seek has come to nothing for long."""
         now = self._clock()
         state = self._rewinding.get(tp)
         if state is None or offset <= state.latest:
-            rewind[tp] = hole
             log.error(
                 "%s: %s skipped from offset %d to %d in generation %s; rewinding%s",
                 self._stage,
@@ -87,7 +85,6 @@ class OffsetContinuity:
                 "" if state is None else " again",
             )
         elif now - state.sought_at >= RESEEK_AFTER_S:
-            rewind[tp] = hole
             log.error(
                 "%s: %s still past offset %d (at %d) %.1f s after the rewind; seeking again",
                 self._stage,
@@ -96,11 +93,11 @@ class OffsetContinuity:
                 offset,
                 now - state.sought_at,
             )
-        if tp in rewind:
-            self._rewinding[tp] = _Rewind(latest=offset, sought_at=now)
         else:
-            assert state is not None
             state.latest = offset
+            return False
+        self._rewinding[tp] = _Rewind(latest=offset, sought_at=now)
+        return True
 
     async def _rewind(self, tp: Any, offset: int) -> None:
         self._forget_acks_from(tp, offset)

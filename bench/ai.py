@@ -37,7 +37,7 @@ TURNS = 8  # questions each conversation asks in a measured run
 WARM_UP_TURNS = 2
 #: (workers, path, model latency): one worker as the headline; two, one per core, for scale.
 PLANS = ((1, "AI stage", 0.0), (1, "AI stage", 0.5), (1, "end to end", 0.5), (2, "AI stage", 0.5))
-#: The benchmark's own database, emptied before the first run (as bench.pipeline does).
+#: The benchmark's own database, emptied before the first run (as bench.socket does).
 DATABASE = "switchboard_bench_ai"
 
 
