@@ -2,7 +2,7 @@
 
 agent.requests → messages.outbound, conversation.events; streams the answer's text to web
 conversations through Redis as it arrives. Key: conversation id. Turns of different
-conversations run side by side (``agents.keyed``), turns of one conversation in order, and a
+conversations run side by side (``agents.runtime.keyed``), turns of one conversation in order, and a
 request is acked only when it and every earlier request of its partition are answered.
 
 A redelivered request is answered once: the answer's id comes from the request's, a Redis mark
@@ -30,12 +30,12 @@ from typing import Any
 
 import openai
 
-from agents.context import PipelineDeps, deps_of
-from agents.failures import RetryPolicy, handle_one
-from agents.keyed import run_keyed
-from agents.outputs import Send, event_of, publish_all
+from agents.runtime.context import PipelineDeps, deps_of
+from agents.runtime.failures import RetryPolicy, handle_one
+from agents.runtime.keyed import run_keyed
+from agents.runtime.outputs import Send, event_of, publish_all
 from core import ids
-from core.llm import (
+from core.ai.llm import (
     ChatModel,
     Completion,
     DemoChatModel,
@@ -46,13 +46,13 @@ from core.llm import (
     ToolCall,
     ToolSpec,
 )
-from core.model_thread import ModelThread, ThreadedModel
-from core.prompts import turn_messages
-from core.secrets import PREFIX as SEALED
-from core.tools import CONVERSATION_ACTIONS
-from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
-from streams import skips
+from core.ai.model_thread import ModelThread, ThreadedModel
+from core.ai.prompts import turn_messages
+from core.ai.tools import CONVERSATION_ACTIONS
+from core.ai.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
+from core.security.secrets import PREFIX as SEALED
 from streams.app import app
+from streams.faust_fixes import skips
 from streams.records import WEB_CHANNEL, AgentRequest, FunctionCall, bot_answer
 from streams.topics import agent_requests, function_calls, messages_outbound
 
@@ -81,7 +81,7 @@ class Models:
     """One client per distinct model configuration, shared by every turn that uses it."""
 
     demo: ChatModel = field(default_factory=DemoChatModel)
-    #: Model calls run on a loop of their own (``core.model_thread``).
+    #: Model calls run on a loop of their own (``core.ai.model_thread``).
     thread: ModelThread = field(default_factory=ModelThread)
     _clients: dict[ModelSettings, ThreadedModel] = field(default_factory=dict)
 

@@ -3,7 +3,7 @@
 messages.outbound → platform.outbound, conversation.events; pushes to the socket service
 through Redis for web conversations. Key: conversation id. Side effects: the message in MongoDB
 (idempotent by id, with its delivery status), a delivery mark in Redis (see
-``core.delivery_marks``); reads the conversation-state table.
+``core.stores.delivery_marks``); reads the conversation-state table.
 
 A bot answer made for an earlier mode epoch (an operator took over, or the conversation was
 closed, after the user's message was sent to the bot) is not delivered: it is stored as
@@ -20,13 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.batches import BatchScope, run_batches
-from agents.context import PipelineDeps, deps_of
-from agents.outputs import Send, event_of, publish_all
+from agents.runtime.batches import BatchScope, run_batches
+from agents.runtime.context import PipelineDeps, deps_of
+from agents.runtime.outputs import Send, event_of, publish_all
 from core import ids
-from core.database import Document
+from core.clients.database import Document
 from core.errors import ValidationFailed
-from core.recent_messages import widget_view
+from core.stores.recent_messages import widget_view
 from streams.app import app
 from streams.records import (
     API_CHANNEL,

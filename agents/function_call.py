@@ -1,9 +1,9 @@
 """The function-call agent: runs each tool the model asked for, once, and says how it went.
 
 function.calls → function.results. Key: conversation id. Side effects: the tenant's endpoint
-(through ``core.egress``, with the tool's secrets opened only for the call), and each result
-kept in Redis by call id. Calls of different conversations run side by side, a conversation's
-in order (``agents.keyed``).
+(through ``core.security.egress``, with the tool's secrets opened only for the call), and each
+result kept in Redis by call id. Calls of different conversations run side by side, a conversation's
+in order (``agents.runtime.keyed``).
 
 Fails closed: a tool the chatbot does not enable, a tenant tool that does not exist or is
 disabled, arguments that do not fit the schema and an endpoint that is refused or fails all
@@ -23,21 +23,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from agents.context import PipelineDeps, deps_of
-from agents.failures import handle_one
-from agents.keyed import run_keyed
-from agents.outputs import Send, publish_all
-from agents.tool_results import keep_result, kept_result
-from core.applications import UnknownApplication
-from core.errors import SwitchboardError, ValidationFailed
-from core.http_tools import call_http_tool
-from core.tools import (
+from agents.runtime.context import PipelineDeps, deps_of
+from agents.runtime.failures import handle_one
+from agents.runtime.keyed import run_keyed
+from agents.runtime.outputs import Send, publish_all
+from agents.runtime.tool_results import keep_result, kept_result
+from core.ai.http_tools import call_http_tool
+from core.ai.tools import (
     BUILTINS,
     CONVERSATION_ACTIONS,
     CONVERSATION_INFO,
     enabled_names,
     validate_arguments,
 )
+from core.cached.applications import UnknownApplication
+from core.errors import SwitchboardError, ValidationFailed
 from streams.app import app
 from streams.records import FunctionCall, FunctionResult, UndecodableRecord, decode
 from streams.topics import function_calls, function_results

@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from agents.batches import BatchScope, run_batches
-from agents.context import PipelineDeps, deps_of
-from agents.outputs import Send, event_of, publish_all
+from agents.runtime.batches import BatchScope, run_batches
+from agents.runtime.context import PipelineDeps, deps_of
+from agents.runtime.outputs import Send, event_of, publish_all
 from core import ids
-from core.applications import UnknownApplication
-from core.channel_directory import ChannelDisconnected, UnknownChannel
-from core.database import Document
+from core.cached.applications import UnknownApplication
+from core.cached.channel_directory import ChannelDisconnected, UnknownChannel
+from core.clients.database import Document
 from core.errors import NotFound, PermissionDenied, SwitchboardError, ValidationFailed
 from streams.app import app
 from streams.records import (

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.pipeline import Run, _start
 from core import ids
-from core.database import new_mongo_client
+from core.clients.database import new_mongo_client
 from core.settings import Settings
 from streams.records import AgentRequest, InboundMessage, decode, encode
 from tests.fakes.llm import FakeLLM
@@ -196,7 +196,7 @@ def run(settings: Settings, log_dir: Path) -> list[AIRun]:
     for count in sorted({workers for workers, _, _ in PLANS}):
         workers = [
             _start(
-                [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "info"],
                 log_dir / f"bench-ai-worker-{count}-{n}.log",
                 "[^Worker]: Ready",
                 env={

@@ -115,7 +115,7 @@ def run(settings: Settings) -> list[Result]:
         subprocess.Popen([sys.executable, "-m", "bench.hello", str(BASELINE_PORT)]),
         *(
             subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "web", service], stdout=subprocess.DEVNULL
+                [sys.executable, "-m", "infra.cli", "web", service], stdout=subprocess.DEVNULL
             )
             for service in REST_SERVICES
         ),

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.relay import forward
 from core import ids
-from core.database import new_mongo_client
+from core.clients.database import new_mongo_client
 from core.settings import Settings
 from streams.records import AgentRequest, InboundMessage, bot_answer, decode, encode
 
@@ -235,7 +235,7 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     workspace, application = asyncio.run(_prepare(settings))
     pipeline_codec, raw_codec = _pipeline_codec(workspace, application), _raw_codec()
     python = sys.executable
-    worker = _start([python, "-m", "core.cli", "worker", "--loglevel", "info"],
+    worker = _start([python, "-m", "infra.cli", "worker", "--loglevel", "info"],
                     log_dir / "bench-worker.log", "[^Worker]: Ready",
                     env={"SWITCHBOARD_AI_AGENT_ENABLED": "false"})  # fmt: skip
     try:

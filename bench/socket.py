@@ -41,10 +41,10 @@ import aiohttp
 from bench.pipeline import _start
 from bench.socket_load import raise_open_files_limit
 from core import ids
-from core.application_store import ApplicationStore
-from core.database import new_mongo_client
-from core.realtime import WIDGET_NAMESPACE, RealtimeEmitter
+from core.clients.database import new_mongo_client
+from core.clients.realtime import WIDGET_NAMESPACE, RealtimeEmitter
 from core.settings import Settings
+from core.stores.application_store import ApplicationStore
 
 GOAL = 10_000
 ROOM = 1_000
@@ -391,7 +391,7 @@ def _run_switchboard(settings: Settings, log_dir: Path, clients: int, generators
     key = asyncio.run(_widget_key(settings))
     env = {"SWITCHBOARD_WEB_BASE_PORT": str(settings.web_base_port),
            "SWITCHBOARD_MONGO_DATABASE": DATABASE, "SWITCHBOARD_LOG_LEVEL": "warning"}  # fmt: skip
-    argv = [sys.executable, "-m", "core.cli", "web", "socket"]
+    argv = [sys.executable, "-m", "infra.cli", "web", "socket"]
     with _server(argv, log_dir / "bench-socket.log", "web: socket ready", env) as process:
 
         async def measure() -> ServerRun:

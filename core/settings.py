@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
     # The AI stage: off only where something else answers agent.requests (pipeline tests).
     ai_agent_enabled: bool = True
-    # Hand records from Faust's consumer to the streams inline (streams/intake.py): several
-    # times the AI stage's throughput under load; false falls back to Faust's own hand-off.
+    # Hand records from Faust's consumer to the streams inline (streams/faust_fixes/intake.py):
+    # several times the AI stage's throughput under load; false falls back to Faust's own hand-off.
     worker_inline_intake: bool = True
     ai_max_in_flight: int = Field(default=256, ge=1)  # model calls at once, per worker
     ai_turn_timeout_s: float = Field(default=60.0, gt=0)  # a whole turn, retries included

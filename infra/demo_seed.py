@@ -23,14 +23,14 @@ from pathlib import Path
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from core.application_store import ApplicationStore
-from core.chatbot_store import ChatbotStore
-from core.database import Document, database, new_mongo_client
-from core.identity import EmailTaken, IdentityStore
-from core.llm import DEMO_LABEL, ModelSettings
-from core.passwords import hash_password
-from core.secrets import SecretBox
+from core.ai.llm import DEMO_LABEL, ModelSettings
+from core.clients.database import Document, database, new_mongo_client
+from core.security.passwords import hash_password
+from core.security.secrets import SecretBox
 from core.settings import Settings
+from core.stores.application_store import ApplicationStore
+from core.stores.chatbot_store import ChatbotStore
+from core.stores.identity import EmailTaken, IdentityStore
 from web.applications import ApplicationCreate
 from web.chatbots import ChatbotCreate, new_chatbot_fields
 from web.users import Register

@@ -66,7 +66,7 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
         started = up(settings)
         # Before the services start: a fraction of a second, and no index is made twice at once.
         demo = _seed_demo(settings)
-        command = [sys.executable, "-m", "core.cli"]
+        command = [sys.executable, "-m", "infra.cli"]
         for _ in range(workers):
             children.append(subprocess.Popen([*command, "worker"], start_new_session=True))
         children.append(subprocess.Popen([*command, "web", "all"], start_new_session=True))
@@ -111,7 +111,7 @@ def _seed_demo(settings: Settings) -> DemoWorkspace | str:
 
 
 def _demo_lines(settings: Settings, demo: DemoWorkspace) -> str:
-    from core.llm import DEMO_LABEL
+    from core.ai.llm import DEMO_LABEL
     from infra.demo_seed import demo_model, page_url
 
     model = demo_model(settings)

@@ -229,7 +229,7 @@ def _kafka_metadata_ok(settings: Settings) -> bool:
     """A real metadata round trip: the broker is up and its controller quorum has elected."""
     import asyncio
 
-    from core.kafka import cluster_reachable, partitions_online
+    from core.clients.kafka import cluster_reachable, partitions_online
 
     async def probe() -> bool:
         try:
@@ -427,7 +427,7 @@ class VersityS3(LocalService):
     def healthy(self) -> bool:
         if not _port_open(self.settings.s3_port, self.settings.s3_endpoint.rsplit(":", 1)[0]):
             return False
-        from core.storage import new_minio
+        from core.clients.storage import new_minio
 
         try:
             new_minio(self.settings, timeout=2).list_buckets()
@@ -436,7 +436,7 @@ class VersityS3(LocalService):
             return False
 
     def after_start(self, progress: Progress) -> None:
-        from core.storage import new_minio
+        from core.clients.storage import new_minio
 
         client = new_minio(self.settings, timeout=5)
         if not client.bucket_exists(self.settings.s3_bucket):

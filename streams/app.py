@@ -12,7 +12,7 @@ import faust
 from yarl import URL
 
 from core.settings import Settings
-from streams import changelog, intake, read_offsets, skips
+from streams.faust_fixes import changelog, intake, read_offsets, skips
 
 APP_ID = "switchboard"
 
@@ -62,7 +62,7 @@ def configure(settings: Settings) -> faust.App:
     """Apply ``settings`` to the app; call once, before the worker starts."""
     for name, value in faust_options(settings).items():
         setattr(app.conf, name, value)
-    app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.context
+    app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.runtime.context
     if settings.worker_inline_intake:
         intake.install()
     changelog.install()

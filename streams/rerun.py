@@ -3,7 +3,7 @@
 The AI stage records every turn on conversation.events (``turn.completed`` or ``turn.failed``):
 the messages the model saw, the tools it was offered, every round's tool calls and their
 results, tokens, latency and the answer sent. ``turns`` reads them back. ``rerun`` runs each
-recorded turn again through the same loop as the AI stage (``core.turns``), against a new
+recorded turn again through the same loop as the AI stage (``core.ai.turns``), against a new
 system prompt or model, with the recorded tool results served back in place of the tools:
 nothing is produced to Kafka and no tool endpoint is called. With the offline demo model, or
 a model at temperature 0, a re-run is repeatable, so prompts can be compared answer by answer.
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.llm import (
+from core.ai.llm import (
     ChatModel,
     Completion,
     DemoChatModel,
@@ -27,8 +27,8 @@ from core.llm import (
     ToolCall,
     ToolSpec,
 )
+from core.ai.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from core.settings import Settings
-from core.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from streams.replay import conversation_records
 
 NOT_RECORDED = "no result was recorded for this call; nothing was called during the re-run"

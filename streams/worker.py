@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from core import heap
+from streams import heap
 
 
 class Worker(faust.Worker):

@@ -1,4 +1,5 @@
-"""JWTs an attacker could make, for the tests of ``core.tokens`` and of the users service."""
+"""JWTs an attacker could make, for the tests of ``core.security.tokens`` and of the users
+service."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from core.tokens import ALGORITHM, AUDIENCE
+from core.security.tokens import ALGORITHM, AUDIENCE
 
 
 def _b64(data: bytes) -> str:

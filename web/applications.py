@@ -4,7 +4,7 @@ Operators (JWT) manage applications and keys; agents may read them, owners and a
 them. A server (``X-Api-Key``) opens a conversation on the ``api`` channel, whose channel id is
 the application's id, and may post its first message into the pipeline (``messages.inbound``,
 answered 202 after the broker's ack). Every change to an application invalidates the config the
-pipeline caches (``core.applications``).
+pipeline caches (``core.cached.applications``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from core import ids
-from core.application_store import ApplicationNotFound, ApplicationStore
-from core.applications import ApplicationDirectory
-from core.conversation_store import ConversationStore
-from core.database import Document, database
+from core.cached.applications import ApplicationDirectory
+from core.clients.database import Document, database
+from core.clients.producer import LazyProducer
 from core.errors import Unauthorized
-from core.producer import LazyProducer
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
+from core.stores.application_store import ApplicationNotFound, ApplicationStore
+from core.stores.conversation_store import ConversationStore
 from streams.records import API_CHANNEL, ConversationEvent, InboundMessage, encode
 from web.auth import TOKENS, principal
 from web.health import Dependency

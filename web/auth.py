@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from core.errors import PermissionDenied, Unauthorized
-from core.tokens import TokenService
+from core.security.tokens import TokenService
 from web.keys import REDIS
 
 TOKENS = web.AppKey("tokens", TokenService)

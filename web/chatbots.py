@@ -3,7 +3,7 @@
 A chatbot's model API key and a tool's secret header values are sealed with the settings'
 encryption key before they are stored and are never returned: a chatbot shows
 ``llm.has_api_key``, a tool the names of its secret headers. A tool is checked when it is saved
-as the function-call stage checks it when called (``core.tools.check_tool``: its name, method,
+as the function-call stage checks it when called (``core.ai.tools.check_tool``: its name, method,
 JSON schema, and every address its URL reaches). Every change invalidates what the pipeline
 caches: the configs of the applications using a chatbot, and the workspace's tools.
 """
@@ -20,15 +20,15 @@ from aiohttp import web
 from pydantic import Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.applications import ApplicationDirectory
-from core.chatbot_store import ChatbotStore, ToolStore
-from core.database import Document, database
-from core.egress import EgressPolicy, EgressRefused
+from core.ai.tools import BUILTINS, NAME, ToolDirectory, check_tool
+from core.cached.applications import ApplicationDirectory
+from core.clients.database import Document, database
 from core.errors import ValidationFailed
-from core.secrets import SecretBox
+from core.security.egress import EgressPolicy, EgressRefused
+from core.security.secrets import SecretBox
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
-from core.tools import BUILTINS, NAME, ToolDirectory, check_tool
+from core.stores.chatbot_store import ChatbotStore, ToolStore
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, REDIS, SETTINGS

@@ -23,12 +23,12 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from core import ids
-from core.conversation_queries import ConversationFilter, ConversationQueries, Cursor, Page
-from core.database import Document, database
+from core.clients.database import Document, database
+from core.clients.producer import LazyProducer
 from core.errors import ValidationFailed
-from core.producer import LazyProducer
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
+from core.stores.conversation_queries import ConversationFilter, ConversationQueries, Cursor, Page
 from streams.records import ConversationCommand, encode
 from streams.topics import conversation_commands
 from web.auth import ROLES, TOKENS, Principal, principal

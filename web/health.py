@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from core.kafka import cluster_reachable
+from core.clients.kafka import cluster_reachable
 from web.errors import error_response
 from web.keys import MINIO, MONGO, REDIS, SERVICE_NAME, SETTINGS
 

@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from core.database import Document
-from core.producer import LazyProducer
+from core.clients.database import Document
+from core.clients.producer import LazyProducer
 from core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from core.cache import new_redis
-from core.database import new_mongo_client
+from core.clients.cache import new_redis
+from core.clients.database import new_mongo_client
+from core.clients.storage import new_minio
 from core.settings import Settings
-from core.storage import new_minio
 from web.errors import error_middleware
 from web.health import Dependency, install_health
 from web.keys import MINIO, MONGO, REDIS, SERVICE_NAME, SETTINGS

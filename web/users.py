@@ -2,8 +2,9 @@
 
 Sign-up creates a workspace and its owner; owners and admins add members. Access tokens are
 short-lived JWTs; refresh tokens rotate and a spent one coming back revokes its whole session
-(``core.sessions``). Sign-in is throttled per account and per client address in Redis
-(``core.login_throttle``), and answers the same for a wrong password as for a missing account.
+(``core.security.sessions``). Sign-in is throttled per account and per client address in Redis
+(``core.security.login_throttle``), and answers the same for a wrong password as for a missing
+account.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from typing import Annotated, Any, Literal, Self
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
 
-from core.database import Document, database
+from core.clients.database import Document, database
 from core.errors import PermissionDenied, Unauthorized
-from core.identity import (
+from core.security.login_throttle import LoginThrottle
+from core.security.passwords import hash_password, needs_rehash, verify_password
+from core.security.sessions import SessionStore
+from core.security.tokens import TokenService
+from core.settings import Settings
+from core.stores.identity import (
     OWNER,
     IdentityStore,
     UserNotFound,
@@ -26,11 +32,6 @@ from core.identity import (
     public_user,
     public_workspace,
 )
-from core.login_throttle import LoginThrottle
-from core.passwords import hash_password, needs_rehash, verify_password
-from core.sessions import SessionStore
-from core.settings import Settings
-from core.tokens import TokenService
 from web.auth import CONFIGURERS, TOKENS, Principal, principal, revoked_session_key
 from web.health import Dependency
 from web.keys import MONGO, REDIS, SETTINGS

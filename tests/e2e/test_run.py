@@ -77,7 +77,7 @@ async def _chat_on(page_url: str) -> None:
 def test_run_then_ctrl_c(settings: Settings) -> None:
     up_before = {state.name for state in status(settings) if state.healthy}
     with subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "run"],
+        [sys.executable, "-m", "infra.cli", "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,6 +1,6 @@
 """A strict stand-in for an OpenAI-compatible chat-completions server, for tests.
 
-Clients (the ``openai`` SDK, ``core.llm``) talk to it over real HTTP on 127.0.0.1, so the
+Clients (the ``openai`` SDK, ``core.ai.llm``) talk to it over real HTTP on 127.0.0.1, so the
 requests they build and the way they read answers, streams and errors are exercised for real.
 It refuses what the real API refuses, and what it does not simulate, so a test cannot pass on
 a request OpenAI would reject. Replies are scripted in order (``script``) or computed from each

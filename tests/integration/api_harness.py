@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.database import Document
+from core.clients.database import Document
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
 
 Db = AsyncDatabase[Document]
 

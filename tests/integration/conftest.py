@@ -21,8 +21,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
-from core.cache import new_redis
-from core.database import Document, database, new_mongo_client
+from core.clients.cache import new_redis
+from core.clients.database import Document, database, new_mongo_client
 from core.settings import SERVICES, Settings
 from infra.stack import down, up
 from streams.admin import create_topics
@@ -54,7 +54,7 @@ def web_all(settings: Settings, local_services: None) -> Iterator[subprocess.Pop
     busy = [s for s in SERVICES if _answers(f"{settings.service_url(s)}/healthz")]
     assert not busy, f"another process already serves {busy}; stop it (e.g. a running `make run`)"
     process = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "web", "all"],
+        [sys.executable, "-m", "infra.cli", "web", "all"],
         env={**os.environ, "SWITCHBOARD_LOG_LEVEL": "warning"},
         start_new_session=True,
     )

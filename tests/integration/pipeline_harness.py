@@ -24,7 +24,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core import ids
-from core.database import Document, new_mongo_client
+from core.clients.database import Document, new_mongo_client
 from core.settings import Settings
 from streams.records import (
     AgentRequest,
@@ -55,7 +55,7 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "info"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -14,12 +14,12 @@ from typing import Any
 import socketio
 from aiohttp.test_utils import TestServer
 
-from core.application_store import ApplicationStore
-from core.database import database, new_mongo_client
+from core.clients.database import database, new_mongo_client
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
-from web.socket import EVENT_FEED, create_app
-from web.socket_deps import SIO
+from core.stores.application_store import ApplicationStore
+from web.socket.deps import SIO
+from web.socket.service import EVENT_FEED, create_app
 
 
 @dataclass

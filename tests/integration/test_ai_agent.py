@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from core.ai.llm import DEMO_PREFIX
 from core.ids import new_id
-from core.llm import DEMO_PREFIX
 from core.settings import Settings
 from streams.replay import conversation_records
 from streams.topics import PARTITIONS

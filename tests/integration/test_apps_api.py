@@ -22,8 +22,8 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
 from core import ids
-from core.applications import ApplicationDirectory, UnknownApplication
-from core.database import Document
+from core.cached.applications import ApplicationDirectory, UnknownApplication
+from core.clients.database import Document
 from core.settings import Settings
 from streams.records import ConversationEvent, InboundMessage, decode
 from streams.topics import CONTRACT

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from core.cache import new_redis
-from core.channel_directory import CACHED_FIELDS, ChannelDirectory, cache_key
-from core.database import Document, database, new_mongo_client
+from core.cached.channel_directory import CACHED_FIELDS, ChannelDirectory, cache_key
+from core.clients.cache import new_redis
+from core.clients.database import Document, database, new_mongo_client
 from core.ids import new_id
 from core.settings import Settings
 from streams.records import InboundMessage

@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from core.applications import ApplicationDirectory
-from core.database import Document
-from core.secrets import PREFIX, SecretBox
+from core.ai.tools import ToolDirectory
+from core.cached.applications import ApplicationDirectory
+from core.clients.database import Document
+from core.security.secrets import PREFIX, SecretBox
 from core.settings import Settings
-from core.tools import ToolDirectory
 from tests.integration.api_harness import Db, Tenant, new_tenant
 from web import chatbots
 

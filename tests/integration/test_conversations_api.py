@@ -22,11 +22,11 @@ from aiokafka.structs import TopicPartition
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.cache import new_redis
-from core.database import Document
+from core.clients.cache import new_redis
+from core.clients.database import Document
 from core.ids import new_id
+from core.security.tokens import TokenService
 from core.settings import Settings
-from core.tokens import TokenService
 from streams.records import ConversationCommand, decode
 from streams.topics import CONTRACT
 from web import conversations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from core.cache import new_redis
-from core.delivery_marks import DeliveryMarks
+from core.clients.cache import new_redis
 from core.ids import new_id
 from core.settings import Settings
+from core.stores.delivery_marks import DeliveryMarks
 
 
 async def test_a_claimed_message_waits_for_its_claimer(settings: Settings) -> None:

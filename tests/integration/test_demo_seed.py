@@ -14,12 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.application_store import ApplicationStore
-from core.chatbot_store import ChatbotStore
-from core.database import Document, new_mongo_client
-from core.llm import ModelSettings
-from core.passwords import verify_password
+from core.ai.llm import ModelSettings
+from core.clients.database import Document, new_mongo_client
+from core.security.passwords import verify_password
 from core.settings import Settings
+from core.stores.application_store import ApplicationStore
+from core.stores.chatbot_store import ChatbotStore
 from infra.demo_seed import (
     DEMO_EMAIL,
     DemoSeedError,

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from core.kafka import cluster_reachable, new_producer
+from core.clients.kafka import cluster_reachable, new_producer
 from core.settings import Settings
 
 

@@ -9,7 +9,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from core.database import Document, new_mongo_client
+from core.clients.database import Document, new_mongo_client
 from core.settings import Settings
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from core.cache import new_redis
-from core.database import new_mongo_client
+from core.clients.cache import new_redis
+from core.clients.database import new_mongo_client
 from core.ids import answer_id, new_id, request_id
 from core.settings import Settings
 from streams.replay import conversation_records, redrive
@@ -202,7 +202,7 @@ async def test_web_answers_are_pushed_through_socketio_redis(
                         if candidate.get("namespace") == "/widget":
                             push = candidate
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await redis.aclose()
     assert push["method"] == "emit"
     assert push["event"] == "message"
@@ -217,7 +217,7 @@ async def test_web_answers_are_pushed_through_socketio_redis(
 
 def _switchboard(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

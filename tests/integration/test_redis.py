@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from core.cache import new_redis
+from core.clients.cache import new_redis
 from core.settings import Settings
 
 
@@ -35,5 +35,5 @@ async def test_publish_reaches_subscriber(settings: Settings) -> None:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
         assert message["data"] == b"ping"
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await redis.aclose()

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import aiohttp
 
+from core.clients.storage import new_minio
 from core.settings import Settings
-from core.storage import new_minio
 
 
 async def test_put_get_and_presigned_get(settings: Settings) -> None:

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from core import ids
-from core.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE
+from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE
+from core.security.tokens import ALGORITHM, AUDIENCE
 from core.settings import Settings
-from core.tokens import ALGORITHM, AUDIENCE
 from streams.records import ConversationEvent
 from tests.integration.api_harness import Db
 from tests.integration.pipeline_harness import send_all

@@ -12,11 +12,11 @@ from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
 from core import ids
-from core.conversation_store import ConversationStore
-from core.realtime import WIDGET_NAMESPACE, RealtimeEmitter, conversation_room
-from core.recent_messages import RecentMessages, log_key
+from core.clients.realtime import WIDGET_NAMESPACE, RealtimeEmitter, conversation_room
+from core.security.tokens import ALGORITHM, AUDIENCE
 from core.settings import Settings
-from core.tokens import ALGORITHM, AUDIENCE
+from core.stores.conversation_store import ConversationStore
+from core.stores.recent_messages import RecentMessages, log_key
 from streams.records import InboundMessage, decode
 from tests.integration.api_harness import Db
 from tests.integration.socket_harness import (
@@ -25,7 +25,7 @@ from tests.integration.socket_harness import (
     socket_service,
     widget_application,
 )
-from web.widget_socket import message_view
+from web.socket.widget import message_view
 
 pytestmark = pytest.mark.integration
 

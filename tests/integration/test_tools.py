@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from core import ids
+from core.ai.llm import DEMO_PREFIX
+from core.ai.turns import LIMIT_REPLY
 from core.ids import new_id
-from core.llm import DEMO_PREFIX
-from core.secrets import SecretBox
+from core.security.secrets import SecretBox
 from core.settings import Settings
-from core.turns import LIMIT_REPLY
 from streams.records import FunctionCall, FunctionResult, decode, encode
 from streams.replay import conversation_records
 from streams.rerun import recorded_turns, rerun, rerun_model
@@ -275,8 +275,8 @@ async def test_a_tool_pointing_inward_is_refused(settings: Settings, tool_worker
 
 
 async def _refresh_tools_cache(settings: Settings, workspace: str) -> None:
-    from core.cache import new_redis
-    from core.tools import cache_key
+    from core.ai.tools import cache_key
+    from core.clients.cache import new_redis
 
     redis = new_redis(settings)
     try:

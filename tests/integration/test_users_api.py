@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from core.database import Document, database
+from core.clients.database import Document, database
 from core.settings import Settings
 from tests.forged_tokens import access_claims, hmac_with, rsa_key_pair, signed, unsigned
 from web import users

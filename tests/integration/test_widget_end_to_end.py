@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from core import ids
-from core.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
+from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
 from core.settings import Settings
 from tests.browser_support import launched_chromium
 from tests.fakes.llm import JSON, FakeLLM, Text

@@ -64,7 +64,7 @@ def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) ->
     # A dead-letter topic nothing reads yet: safe to delete, so the worker must create it again.
     _delete_topic(settings, "function.calls.dlq")
     with subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "worker", "--loglevel", "info"],
+        [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "info"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,7 +85,7 @@ def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) ->
             output.join()
     assert code == 0, "".join(output.lines[-30:])
     assert any("created topics: function.calls.dlq" in line for line in output.lines)
-    # Ready only after its start-up heap was frozen out of the collector's way (core/heap.py).
+    # Ready only after its start-up heap was frozen out of the collector's way (streams/heap.py).
     settled = next(i for i, line in enumerate(output.lines) if "heap settled:" in line)
     ready = next(i for i, line in enumerate(output.lines) if "[^Worker]: Ready" in line)
     assert settled < ready

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from agents.ai_agent import Models
-from core.secrets import SecretBox, SecretUnreadable
+from core.security.secrets import SecretBox, SecretUnreadable
 from core.settings import Settings
 
 BOX = SecretBox("unit-test-key")

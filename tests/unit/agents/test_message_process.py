@@ -7,13 +7,13 @@ from typing import Any, cast
 
 import pytest
 
-from agents.batches import handle_batch
-from agents.context import PipelineDeps
 from agents.delivery import is_stale
 from agents.message_process import Effects, MessageProcess, _apply
-from core.applications import UnknownApplication
-from core.channel_directory import check
-from core.database import Document
+from agents.runtime.batches import handle_batch
+from agents.runtime.context import PipelineDeps
+from core.cached.applications import UnknownApplication
+from core.cached.channel_directory import check
+from core.clients.database import Document
 from core.errors import ValidationFailed
 from streams.records import (
     ConversationCommand,

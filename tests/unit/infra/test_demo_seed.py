@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from core.llm import DEMO_LABEL
+from core.ai.llm import DEMO_LABEL
 from core.settings import Settings
 from infra.demo_seed import (
     DemoWorkspace,

@@ -1,0 +1,130 @@
+"""Model calls on an event loop of their own, in a thread beside the worker's loop.
+
+Faust hands every record to its stream through several awaits, each one a turn of the event
+loop. With hundreds of model calls in flight on that same loop (HTTP, JSON, the SDK's models),
+each turn grows long and Faust's intake slows to the rate of loop turns: records waited about
+1.5 s before their agent saw them, at about 100 answers a second. On a loop of their own the
+calls no longer lengthen the worker's turns; the worker's loop only hands requests over and
+takes completions back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from core.ai.llm import ChatModel, Completion, Message, OnDelta, ToolSpec
+
+T = TypeVar("T")
+
+
+class ModelThread:
+    """One daemon thread running an event loop; started on first use."""
+
+    def __init__(self, name: str = "switchboard-models") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the thread's loop; cancelling the caller cancels it there."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        """Stop the loop and close it (a worker's thread simply ends with the process)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
+
+
+class ThreadedModel:
+    """A chat model whose calls run on a ``ModelThread``; text deltas come back to the caller's
+    loop, where the clients that push them (Redis) live."""
+
+    def __init__(self, thread: ModelThread, make: Callable[[], ChatModel], label: str) -> None:
+        self._thread = thread
+        self._make = make
+        self._label = label
+        self._model: ChatModel | None = None
+
+    async def _inner(self) -> ChatModel:
+        if self._model is None:
+
+            async def build() -> ChatModel:
+                return self._make()  # created on the thread's loop, which its client binds to
+
+            self._model = await self._thread.run(build())
+        return self._model
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self._model.parameters if self._model is not None else {}
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        on_delta: OnDelta | None = None,
+    ) -> Completion:
+        model = await self._inner()
+        relay: OnDelta | None = None
+        if on_delta is not None:
+            home = asyncio.get_running_loop()
+
+            async def relay_delta(delta: str) -> None:
+                pushed = asyncio.run_coroutine_threadsafe(_push(on_delta, delta), home)
+                await asyncio.wrap_future(pushed)
+
+            relay = relay_delta
+        return await self._thread.run(_complete(model, messages, tools, relay))
+
+    async def close(self) -> None:
+        if self._model is not None:
+            await self._thread.run(self._model.close())
+
+
+async def _push(on_delta: OnDelta, delta: str) -> None:
+    await on_delta(delta)
+
+
+async def _complete(
+    model: ChatModel,
+    messages: Sequence[Message],
+    tools: Sequence[ToolSpec],
+    on_delta: OnDelta | None,
+) -> Completion:
+    return await model.complete(messages, tools, on_delta)

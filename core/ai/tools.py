@@ -1,0 +1,215 @@
+"""The tools a chatbot may offer its model: three built-ins and the tenant's own HTTP tools.
+
+A chatbot lists the names it enables (``chatbot.tools``); without a list it offers the
+built-ins, which act only on the conversation being answered. The model sees a tool's name,
+description and JSON schema, never its URL, headers or secrets. Tenant tools live in the
+``tools`` collection, one document per tool, and are read through a Redis cache per workspace
+that the chatbots service invalidates on every change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+
+from core.ai.llm import ToolSpec
+from core.clients.database import Document
+from core.errors import ValidationFailed
+from core.security.egress import EgressPolicy, check_destination
+
+HANDOFF = "handoff_to_human"
+CLOSE = "close_conversation"
+CONVERSATION_INFO = "get_conversation_info"
+
+#: Built-ins that change the conversation: applied after the turn's answer is delivered, so the
+#: bot can say goodbye before an operator (or nobody) takes over.
+CONVERSATION_ACTIONS = {HANDOFF: "handoff", CLOSE: "close"}
+
+CACHE_TTL_S = 300
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _function(name: str, description: str, properties: dict[str, Any]) -> ToolSpec:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": []},
+        },
+    }
+
+
+BUILTINS: dict[str, ToolSpec] = {
+    HANDOFF: _function(
+        HANDOFF,
+        "Hand the conversation to a human operator when the user asks for a person or you "
+        "cannot help. Tell the user in your reply that a person will take over.",
+        {"reason": {"type": "string", "description": "why a human is needed, for the operator"}},
+    ),
+    CLOSE: _function(
+        CLOSE,
+        "Close the conversation when the user's request is fully resolved and they say goodbye.",
+        {"summary": {"type": "string", "description": "a one-line summary of the outcome"}},
+    ),
+    CONVERSATION_INFO: _function(
+        CONVERSATION_INFO,
+        "Facts about this conversation: its channel, its mode and when it started.",
+        {},
+    ),
+}
+
+
+def check_schema(schema: object) -> None:
+    """Refuse a tool's parameter schema that is not a JSON schema of an object."""
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ValidationFailed("a tool's parameters must be a JSON schema of type object")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        raise ValidationFailed(
+            f"the tool's parameters are not a valid JSON schema: {error.message}"
+        ) from error
+
+
+def validate_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
+    """Refuse arguments that do not fit the tool's schema, saying where and why."""
+    errors = sorted(
+        Draft202012Validator(dict(schema)).iter_errors(dict(arguments)), key=lambda e: e.path
+    )
+    if errors:
+        details = [
+            {"field": "/".join(str(p) for p in e.path) or "(arguments)", "message": e.message}
+            for e in errors
+        ]
+        raise ValidationFailed("the arguments do not fit the tool's schema", details=details)
+
+
+@dataclass(frozen=True)
+class TenantTool:
+    """A tenant's HTTP tool: called by the function-call stage through the egress guard."""
+
+    name: str
+    description: str
+    url: str
+    method: str = "POST"
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Header values sealed with ``core.security.secrets.SecretBox``: opened only to make the call.
+    secret_headers: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> TenantTool:
+        method = str(document.get("method") or "POST").upper()
+        if method not in METHODS:
+            raise ValidationFailed(f"tool method {method!r} is not one of {', '.join(METHODS)}")
+        return cls(
+            name=str(document["name"]),
+            description=str(document.get("description") or ""),
+            url=str(document["url"]),
+            method=method,
+            parameters=dict(document.get("parameters") or {"type": "object"}),
+            headers={str(k): str(v) for k, v in (document.get("headers") or {}).items()},
+            secret_headers={
+                str(k): str(v) for k, v in (document.get("secret_headers") or {}).items()
+            },
+            enabled=bool(document.get("enabled", True)),
+        )
+
+    def spec(self) -> ToolSpec:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": dict(self.parameters),
+            },
+        }
+
+
+def enabled_names(chatbot: Mapping[str, Any]) -> list[str]:
+    """The tools the chatbot offers: its list, or the built-ins when it has none."""
+    names = chatbot.get("tools")
+    if names is None:
+        return list(BUILTINS)
+    return [str(name) for name in names if isinstance(name, str) and NAME.match(name)]
+
+
+def cache_key(workspace_id: str) -> str:
+    return f"config:tools:{workspace_id}"
+
+
+class ToolDirectory:
+    """A workspace's tenant tools, read through Redis."""
+
+    def __init__(self, db: AsyncDatabase[Document], redis: Redis) -> None:
+        self._tools = db["tools"]
+        self._redis = redis
+
+    async def tenant_tools(self, workspace_id: str) -> dict[str, TenantTool]:
+        cached = await self._redis.get(cache_key(workspace_id))
+        if cached is not None:
+            documents: list[Document] = json.loads(cached)
+        else:
+            documents = [
+                {key: value for key, value in document.items() if key != "_id"}
+                async for document in self._tools.find({"workspace_id": workspace_id})
+            ]
+            await self._redis.set(cache_key(workspace_id), json.dumps(documents), ex=CACHE_TTL_S)
+        tools: dict[str, TenantTool] = {}
+        for document in documents:
+            try:
+                tool = TenantTool.from_document(document)
+            except (KeyError, ValidationFailed):
+                continue  # a broken document offers nothing, rather than failing every turn
+            tools[tool.name] = tool
+        return tools
+
+    async def invalidate(self, workspace_id: str) -> None:
+        await self._redis.delete(cache_key(workspace_id))
+
+    async def offered(
+        self, chatbot: Mapping[str, Any], workspace_id: str
+    ) -> tuple[list[ToolSpec], dict[str, TenantTool]]:
+        """The specs to show the model, and the tenant tools among them, by name."""
+        names = enabled_names(chatbot)
+        tenant = {}
+        if any(name not in BUILTINS for name in names):
+            tenant = {
+                name: tool
+                for name, tool in (await self.tenant_tools(workspace_id)).items()
+                if tool.enabled and name in names
+            }
+        specs = [BUILTINS[n] if n in BUILTINS else tenant[n].spec() for n in _known(names, tenant)]
+        return specs, tenant
+
+
+async def check_tool(document: Mapping[str, Any], policy: EgressPolicy) -> TenantTool:
+    """A tenant tool as it may be saved: a name the model accepts, a known method, a JSON schema
+    of an object, and a URL the egress policy would call. Raises ValidationFailed or
+    EgressRefused (403) with the reason."""
+    name = document.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValidationFailed("a tool's name is 1-64 letters, digits, '_' or '-'")
+    if name in BUILTINS:
+        raise ValidationFailed(f"{name!r} is the name of a built-in tool")
+    if not isinstance(document.get("url"), str):
+        raise ValidationFailed("a tool needs a url")
+    check_schema(document.get("parameters") or {"type": "object"})
+    tool = TenantTool.from_document(document)
+    await check_destination(tool.url, policy)
+    return tool
+
+
+def _known(names: Sequence[str], tenant: Mapping[str, TenantTool]) -> list[str]:
+    return [n for n in dict.fromkeys(names) if n in BUILTINS or n in tenant]
