@@ -52,8 +52,9 @@ from core.ai.tools import CONVERSATION_ACTIONS
 from core.ai.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from core.security.secrets import PREFIX as SEALED
 from streams.app import app
+from streams.contract import WEB_CHANNEL
 from streams.faust_fixes import skips
-from streams.records import WEB_CHANNEL, AgentRequest, FunctionCall, bot_answer
+from streams.records import AgentRequest, FunctionCall, bot_answer
 from streams.topics import agent_requests, function_calls, messages_outbound
 
 log = logging.getLogger(__name__)

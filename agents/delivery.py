@@ -28,15 +28,8 @@ from core.clients.database import Document
 from core.errors import ValidationFailed
 from core.stores.recent_messages import widget_view
 from streams.app import app
-from streams.records import (
-    API_CHANNEL,
-    SANDBOX_CHANNEL,
-    WEB_CHANNEL,
-    ConversationCommand,
-    OutboundMessage,
-    PlatformSend,
-    decode,
-)
+from streams.contract import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL
+from streams.records import ConversationCommand, OutboundMessage, PlatformSend, decode
 from streams.topics import conversation_commands, messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
 

@@ -29,6 +29,7 @@ from bench.pipeline import Run, _start
 from core import ids
 from core.clients.database import new_mongo_client
 from core.settings import Settings
+from streams.contract import AGENT_REQUESTS, MESSAGES_INBOUND, MESSAGES_OUTBOUND, PLATFORM_OUTBOUND
 from streams.records import AgentRequest, InboundMessage, decode, encode
 from tests.fakes.llm import FakeLLM
 
@@ -111,13 +112,13 @@ def _route(path: str, workspace: str, application: str) -> Route:
             )
             return str(fields["conversation_id"]), encode(record)
 
-        return Route("agent.requests", "messages.outbound", request, _in_reply_to)
+        return Route(AGENT_REQUESTS, MESSAGES_OUTBOUND, request, _in_reply_to)
 
     def message(conversation: int, message_id: str) -> tuple[str, bytes]:
         fields = envelope(conversation, message_id)
         return str(fields["conversation_id"]), encode(InboundMessage(**fields, text="hello"))
 
-    return Route("messages.inbound", "platform.outbound", message, _in_reply_to)
+    return Route(MESSAGES_INBOUND, PLATFORM_OUTBOUND, message, _in_reply_to)
 
 
 def _in_reply_to(raw: bytes) -> str:

@@ -30,6 +30,7 @@ from bench.relay import forward
 from core import ids
 from core.clients.database import new_mongo_client
 from core.settings import Settings
+from streams.contract import AGENT_REQUESTS, MESSAGES_INBOUND, MESSAGES_OUTBOUND, PLATFORM_OUTBOUND
 from streams.records import AgentRequest, InboundMessage, bot_answer, decode, encode
 
 CONVERSATIONS = 200
@@ -241,17 +242,17 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     try:
 
         async def pipeline() -> list[Run]:
-            await _drive(settings, "warm-up", "messages.inbound", "platform.outbound",
+            await _drive(settings, "warm-up", MESSAGES_INBOUND, PLATFORM_OUTBOUND,
                          *pipeline_codec, WARM_UP, None)  # fmt: skip
-            burst = await _drive(settings, "pipeline, as fast as it goes", "messages.inbound",
-                                 "platform.outbound", *pipeline_codec, BURST, None)  # fmt: skip
+            burst = await _drive(settings, "pipeline, as fast as it goes", MESSAGES_INBOUND,
+                                 PLATFORM_OUTBOUND, *pipeline_codec, BURST, None)  # fmt: skip
             paced = await _drive(settings, f"pipeline, paced at {PACED_RATE:.0f} msg/s",
-                                 "messages.inbound", "platform.outbound", *pipeline_codec, PACED,
+                                 MESSAGES_INBOUND, PLATFORM_OUTBOUND, *pipeline_codec, PACED,
                                  PACED_RATE)  # fmt: skip
             return [burst, paced]
 
         results = asyncio.run(
-            _with_responder(settings, "agent.requests", "messages.outbound", _answer, pipeline)
+            _with_responder(settings, AGENT_REQUESTS, MESSAGES_OUTBOUND, _answer, pipeline)
         )
     finally:
         worker.terminate()

@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
-from streams.topics import CHANGELOGS, CONTRACT, TopicSpec
+from streams.contract import CHANGELOGS, CONTRACT, TopicSpec
 
 
 def contract_topics() -> dict[str, TopicSpec]:

@@ -27,7 +27,7 @@ app = faust.App(
 
 def faust_options(settings: Settings) -> dict[str, Any]:
     """Faust settings derived from Switchboard's settings."""
-    from streams.topics import PARTITIONS
+    from streams.contract import PARTITIONS
 
     return {
         "broker": [URL(url) for url in settings.kafka_url.split(";")],

@@ -17,14 +17,6 @@ from core.ids import answer_id
 
 SCHEMA_VERSION = 1
 
-#: The channel of conversations re-fed for debugging (``switchboard replay refeed``): the
-#: pipeline runs them like any other, and the delivery agent sends nothing anywhere for them.
-SANDBOX_CHANNEL = "sandbox"
-#: The channel of conversations started by a tenant's server through the applications API.
-API_CHANNEL = "api"
-#: The web chat widget's channel: its channel id is the application's id, its chat the visitor.
-WEB_CHANNEL = "web"
-
 
 class PipelineRecord(faust.Record, abstract=True, serializer="json"):
     """What every record carries: ids, tenant, channel, time and a trace id."""

@@ -25,8 +25,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from core import ids
 from core.settings import Settings
 from streams.admin import contract_topics
-from streams.records import SANDBOX_CHANNEL, DeadLetter, InboundMessage, decode, encode
-from streams.topics import CHANGELOGS
+from streams.contract import CHANGELOGS, MESSAGES_INBOUND, SANDBOX_CHANNEL
+from streams.records import DeadLetter, InboundMessage, decode, encode
 
 REDRIVE_GROUP = "switchboard-redrive"
 
@@ -214,7 +214,7 @@ async def refeed(
     if not sandbox or any(c.isspace() for c in sandbox):
         raise ValueError("a sandbox name is one word, such as 'prompt-v2'")
     originals = await conversation_records(
-        settings, conversation_id, topics=["messages.inbound"], since=since, until=until
+        settings, conversation_id, topics=[MESSAGES_INBOUND], since=since, until=until
     )
     copies: list[InboundMessage] = []
     for original in originals:
@@ -231,7 +231,7 @@ async def refeed(
     try:
         for copy in copies:
             await producer.send_and_wait(
-                "messages.inbound", key=copy.conversation_id.encode(), value=encode(copy)
+                MESSAGES_INBOUND, key=copy.conversation_id.encode(), value=encode(copy)
             )
     finally:
         await producer.stop()

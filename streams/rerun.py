@@ -29,6 +29,7 @@ from core.ai.llm import (
 )
 from core.ai.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
 from core.settings import Settings
+from streams.contract import CONVERSATION_EVENTS
 from streams.replay import conversation_records
 
 NOT_RECORDED = "no result was recorded for this call; nothing was called during the re-run"
@@ -89,7 +90,7 @@ def _short(text: object, limit: int = 160) -> str:
 
 
 async def recorded_turns(settings: Settings, conversation_id: str) -> list[RecordedTurn]:
-    records = await conversation_records(settings, conversation_id, topics=["conversation.events"])
+    records = await conversation_records(settings, conversation_id, topics=[CONVERSATION_EVENTS])
     turns: dict[str, RecordedTurn] = {}
     for record in records:
         value = record.value

@@ -1,63 +1,21 @@
-"""Every Kafka topic of the pipeline, declared once.
-
-Every record is keyed by its conversation id, so all of one conversation's records land in one
-partition, in order. The partition count is part of the contract: changing it moves keys between
-partitions. Each consumed topic has a dead-letter twin, ``<topic>.dlq``.
-"""
+"""The contract's topics as Faust topics, for the agents (``streams.contract`` names them)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import faust
 
 from streams.app import app
-
-PARTITIONS = 8
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    purpose: str
-    partitions: int = PARTITIONS
-    #: Topic-level Kafka configuration, applied when the topic is created and kept in force.
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def dead_letter(self) -> str:
-        return f"{self.name}.dlq"
-
-
-CONTRACT: tuple[TopicSpec, ...] = (
-    TopicSpec("messages.inbound", "normalized messages from every channel, for message-process"),
-    TopicSpec("agent.requests", "turns the AI agent must answer (bot-mode conversations only)"),
-    TopicSpec("function.calls", "tool calls requested by the model"),
-    TopicSpec("function.results", "tool results, back to the AI agent"),
-    TopicSpec("messages.outbound", "bot and operator messages, for the delivery agent"),
-    TopicSpec("platform.outbound", "sends to messaging platforms, for the platform sender"),
-    TopicSpec("conversation.commands", "operator takeover, release, close, assign and reply"),
-    TopicSpec("conversation.events", "status changes, new messages and failures, for operators"),
-)
-
-
-#: Table changelogs keep the latest state of each key. Compaction only cleans closed segments,
-#: and a default segment is 1 GiB, so without small segments a worker would replay every state
-#: ever written each time it starts (240 MB after a day of tests here).
-COMPACTED = {
-    "cleanup.policy": "compact",
-    "segment.bytes": str(8 * 1024 * 1024),
-    "segment.ms": str(10 * 60 * 1000),
-    "min.cleanable.dirty.ratio": "0.2",
-}
-
-CHANGELOGS: tuple[TopicSpec, ...] = (
-    TopicSpec(
-        "switchboard-conversation-state-changelog",
-        "the conversation-state table (tables.conversations), written by message-process",
-        configs=COMPACTED,
-    ),
+from streams.contract import (
+    AGENT_REQUESTS,
+    CONTRACT,
+    CONVERSATION_COMMANDS,
+    CONVERSATION_EVENTS,
+    FUNCTION_CALLS,
+    FUNCTION_RESULTS,
+    MESSAGES_INBOUND,
+    MESSAGES_OUTBOUND,
+    PARTITIONS,
+    PLATFORM_OUTBOUND,
 )
 
 
@@ -77,15 +35,15 @@ DEAD_LETTERS: dict[str, faust.TopicT] = {
     spec.dead_letter: _declare(spec.dead_letter, partitions=spec.partitions) for spec in CONTRACT
 }
 
-messages_inbound = TOPICS["messages.inbound"]
-agent_requests = TOPICS["agent.requests"]
-function_calls = TOPICS["function.calls"]
-function_results = TOPICS["function.results"]
-messages_outbound = TOPICS["messages.outbound"]
-platform_outbound = TOPICS["platform.outbound"]
-conversation_commands = TOPICS["conversation.commands"]
-conversation_events = TOPICS["conversation.events"]
+messages_inbound = TOPICS[MESSAGES_INBOUND]
+agent_requests = TOPICS[AGENT_REQUESTS]
+function_calls = TOPICS[FUNCTION_CALLS]
+function_results = TOPICS[FUNCTION_RESULTS]
+messages_outbound = TOPICS[MESSAGES_OUTBOUND]
+platform_outbound = TOPICS[PLATFORM_OUTBOUND]
+conversation_commands = TOPICS[CONVERSATION_COMMANDS]
+conversation_events = TOPICS[CONVERSATION_EVENTS]
 
 #: What the message-process agent consumes: users' messages and operators' commands, both keyed
 #: by conversation id and co-partitioned, so one agent applies them in order to one table.
-message_process_source = _declare("messages.inbound", "conversation.commands")
+message_process_source = _declare(MESSAGES_INBOUND, CONVERSATION_COMMANDS)

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035
 import faust
 
 from streams.app import app
-from streams.topics import PARTITIONS
+from streams.contract import PARTITIONS
 
 #: How many recent turns the state keeps for the AI stage's context window.
 CONTEXT_WINDOW = 20

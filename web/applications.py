@@ -26,7 +26,8 @@ from core.security.tokens import TokenService
 from core.settings import Settings
 from core.stores.application_store import ApplicationNotFound, ApplicationStore
 from core.stores.conversation_store import ConversationStore
-from streams.records import API_CHANNEL, ConversationEvent, InboundMessage, encode
+from streams.contract import API_CHANNEL, CONVERSATION_EVENTS, MESSAGES_INBOUND
+from streams.records import ConversationEvent, InboundMessage, encode
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS, Dependency.KAFKA)
 API_KEY_HEADER = "X-Api-Key"
-INBOUND_TOPIC = "messages.inbound"
-EVENTS_TOPIC = "conversation.events"
 
 Name = Field(min_length=1, max_length=200)
 
@@ -215,7 +214,7 @@ async def new_conversation(request: web.Request) -> web.Response:
             subject_id=conversation_id,
             mode="bot",
         )
-        await producer.send(EVENTS_TOPIC, conversation_id, encode(event))
+        await producer.send(CONVERSATION_EVENTS, conversation_id, encode(event))
     answer: Document = {
         "conversation_id": conversation_id,
         "application_id": application_id,
@@ -235,7 +234,7 @@ async def new_conversation(request: web.Request) -> web.Response:
         sender_name=body.name or "",
         text=body.text,
     )
-    await producer.send(INBOUND_TOPIC, conversation_id, encode(message))
+    await producer.send(MESSAGES_INBOUND, conversation_id, encode(message))
     return web.json_response({**answer, "message_id": message.message_id}, status=202)
 
 

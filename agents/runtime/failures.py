@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import ids
 from core.errors import ValidationFailed
+from streams.contract import MESSAGES_OUTBOUND, PLATFORM_OUTBOUND
 from streams.records import (
     ConversationEvent,
     DeadLetter,
@@ -35,7 +36,7 @@ from streams.records import (
 from streams.topics import DEAD_LETTERS, conversation_events
 
 #: Topics whose dead letters are messages that did not reach their user.
-DELIVERY_TOPICS = ("messages.outbound", "platform.outbound")
+DELIVERY_TOPICS = (MESSAGES_OUTBOUND, PLATFORM_OUTBOUND)
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ bounds how long a missed invalidation can live.
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 from core.cached.applications import CACHE_TTL_S
 from core.clients.database import Document
 from core.errors import NotFound, ValidationFailed
-from streams.records import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL, PipelineRecord
+from streams.contract import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL
 
 #: Channels without a document, whose channel id is their application's id (the widget's, and
 #: the server-to-server conversations the applications service starts with an API key).
@@ -26,6 +27,19 @@ APPLICATION_CHANNELS = (WEB_CHANNEL, API_CHANNEL)
 #: What is read from a channel's document and cached; nothing else (above all no credentials).
 CACHED_FIELDS = ("_id", "workspace_id", "application_id", "type", "status")
 ACTIVE = "active"
+
+
+class ChannelledRecord(Protocol):
+    """What a pipeline record says of where it came from (``streams.records.PipelineRecord``)."""
+
+    @property
+    def workspace_id(self) -> str: ...
+    @property
+    def application_id(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def channel_id(self) -> str: ...
 
 
 def cache_key(channel_id: str) -> str:
@@ -45,7 +59,7 @@ def summary(document: Document) -> Document:
     return {key: document[key] for key in CACHED_FIELDS if key in document}
 
 
-def check(record: PipelineRecord, channel: Document | None) -> Document:
+def check(record: ChannelledRecord, channel: Document | None) -> Document:
     """``channel`` (the document ``record.channel_id`` names) if it may carry ``record``; or raise.
 
     Another tenant's channel, and a channel of another type, get the same answer as a missing
@@ -71,7 +85,7 @@ class ChannelDirectory:
         self._channels = db["channels"]
         self._redis = redis
 
-    async def resolve(self, record: PipelineRecord) -> Document:
+    async def resolve(self, record: ChannelledRecord) -> Document:
         """The channel ``record`` came in on, once it is known to be the record's own and connected.
 
         Raises ``UnknownChannel`` or ``ChannelDisconnected``. The widget, the API and the sandbox
@@ -109,7 +123,7 @@ class ChannelDirectory:
         return channel
 
     @staticmethod
-    def _implicit(record: PipelineRecord) -> Document:
+    def _implicit(record: ChannelledRecord) -> Document:
         """A channel without a document, described as one would be."""
         return {
             "_id": record.channel_id,

@@ -26,6 +26,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from core import ids
 from core.clients.database import Document, new_mongo_client
 from core.settings import Settings
+from streams.contract import (
+    AGENT_REQUESTS,
+    CONVERSATION_EVENTS,
+    MESSAGES_OUTBOUND,
+    PLATFORM_OUTBOUND,
+)
 from streams.records import (
     AgentRequest,
     ConversationCommand,
@@ -238,7 +244,7 @@ class Responder(_Background):
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(
-            "agent.requests",
+            AGENT_REQUESTS,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"test-responder-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
@@ -260,7 +266,7 @@ class Responder(_Background):
                     await asyncio.sleep(self.delay_s)
                 answer = bot_answer(request, f"echo: {request.text}", created_at=time.time())
                 await producer.send_and_wait(
-                    "messages.outbound", key=record.key, value=encode(answer)
+                    MESSAGES_OUTBOUND, key=record.key, value=encode(answer)
                 )
         finally:
             await consumer.stop()
@@ -278,7 +284,7 @@ class Collector(_Background):
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(
-            "platform.outbound",
+            PLATFORM_OUTBOUND,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"test-collector-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
@@ -341,7 +347,7 @@ async def wait_for_event(
 ) -> None:
     """Wait until operators' feed (conversation.events) shows ``count`` events of ``kind``."""
     consumer = AIOKafkaConsumer(
-        "conversation.events",
+        CONVERSATION_EVENTS,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"test-events-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",

@@ -13,8 +13,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from core.ai.llm import DEMO_PREFIX
 from core.ids import new_id
 from core.settings import Settings
+from streams.contract import CONVERSATION_EVENTS, MESSAGES_INBOUND, PARTITIONS
 from streams.replay import conversation_records
-from streams.topics import PARTITIONS
 from tests.fakes.llm import Error, FakeLLM, Hang, Text
 from tests.integration.pipeline_harness import (
     Collector,
@@ -52,14 +52,14 @@ async def _ask(settings: Settings, chatbot: dict[str, Any] | None, text: str) ->
     application = await create_application(settings, workspace, **fields)
     conversation = Conversation(workspace, application, "ai")
     async with Collector(settings, {conversation.id}) as collector:
-        await send_all(settings, "messages.inbound", [conversation.message("1", text)])
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", text)])
         await collector.wait_for(1, within_s=60)
         await asyncio.sleep(1)  # a second answer, if one were coming, would arrive by now
     return conversation, [s.text for s in collector.sends[conversation.id]]
 
 
 async def _turn_events(settings: Settings, conversation: Conversation) -> list[dict[str, Any]]:
-    records = await conversation_records(settings, conversation.id, topics=["conversation.events"])
+    records = await conversation_records(settings, conversation.id, topics=[CONVERSATION_EVENTS])
     return [
         r.value
         for r in records
@@ -151,7 +151,7 @@ async def test_a_slow_model_does_not_queue_conversations_behind_each_other(
         keys = {c.id for c in conversations}
         async with Collector(settings, keys) as collector:
             await send_all(
-                settings, "messages.inbound", [c.message("1", "hi") for c in conversations]
+                settings, MESSAGES_INBOUND, [c.message("1", "hi") for c in conversations]
             )
             await collector.wait_for(1, within_s=60)
             # Handled one at a time, the model would have seen one request per answer so far.
@@ -181,7 +181,7 @@ async def test_a_worker_killed_mid_turn_answers_every_request_once(
         keys = {c.id for c in conversations}
         async with Collector(settings, keys) as collector:
             await send_all(
-                settings, "messages.inbound", [c.message("1", "hi") for c in conversations]
+                settings, MESSAGES_INBOUND, [c.message("1", "hi") for c in conversations]
             )
             await _until(lambda: len(llm.requests) >= 10, within_s=30)  # turns in flight
             ai_worker.kill()

@@ -25,8 +25,8 @@ from core import ids
 from core.cached.applications import ApplicationDirectory, UnknownApplication
 from core.clients.database import Document
 from core.settings import Settings
+from streams.contract import CONTRACT, CONVERSATION_EVENTS, MESSAGES_INBOUND
 from streams.records import ConversationEvent, InboundMessage, decode
-from streams.topics import CONTRACT
 from tests.integration.api_harness import Db, Tenant, new_tenant
 from web import applications
 
@@ -294,8 +294,8 @@ async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
         "message_id": "m-1",
     }
     async with (
-        Tail(settings, "messages.inbound") as inbound,
-        Tail(settings, "conversation.events") as events,
+        Tail(settings, MESSAGES_INBOUND) as inbound,
+        Tail(settings, CONVERSATION_EVENTS) as events,
     ):
         response = await client.post(
             f"{API}/{app_id}/conversations", json=body, headers={"X-Api-Key": key}

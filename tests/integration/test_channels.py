@@ -20,6 +20,7 @@ from core.clients.cache import new_redis
 from core.clients.database import Document, database, new_mongo_client
 from core.ids import new_id
 from core.settings import Settings
+from streams.contract import MESSAGES_INBOUND, dead_letter_of
 from streams.records import InboundMessage
 from tests.integration.pipeline_harness import (
     Collector,
@@ -66,7 +67,9 @@ def _channel(workspace: str, application: str, **fields: Any) -> Document:
 
 async def _letters(settings: Settings, key: str, want: int) -> dict[str, dict[str, Any]]:
     """The dead letters keyed ``key``, by the message id of the record each carries."""
-    found = await read_topic(settings, "messages.inbound.dlq", {key}, within_s=30, want=want)
+    found = await read_topic(
+        settings, dead_letter_of(MESSAGES_INBOUND), {key}, within_s=30, want=want
+    )
     letters = [json.loads(record.value) for record in found]
     return {json.loads(letter["value"])["message_id"]: letter for letter in letters}
 
@@ -110,7 +113,7 @@ async def test_messages_on_channels_they_may_not_use_are_dead_lettered(
     async with Responder(settings, keys), Collector(settings, keys) as collector:
         await send_all(
             settings,
-            "messages.inbound",
+            MESSAGES_INBOUND,
             [good.message("1", "before"), *refused.values(), good.message("2", "after")],
         )
         await collector.wait_for(2, within_s=60)
@@ -155,7 +158,7 @@ async def test_a_web_message_must_name_its_application_as_its_channel(
     elsewhere = Conversation(workspace, application, "forged", channel="web", channel_id=sibling)
     forged = _behind(elsewhere.message("1", "hi"), visitor)
     good = visitor.message("1", "hello from the widget")
-    await send_all(settings, "messages.inbound", [forged, good])
+    await send_all(settings, MESSAGES_INBOUND, [forged, good])
     await _wait_stored(settings, workspace, good.message_id)
 
     letters = await _letters(settings, visitor.id, want=1)
@@ -182,7 +185,7 @@ async def test_the_cache_holds_no_credentials_and_a_disconnect_applies_once_inva
     await insert_documents(settings, "channels", channel)
     conversation = Conversation(workspace, application, "cached", channel_id=channel["_id"])
     first = conversation.message("1", "while connected")
-    await send_all(settings, "messages.inbound", [first])
+    await send_all(settings, MESSAGES_INBOUND, [first])
     await _wait_stored(settings, workspace, first.message_id)
 
     redis = new_redis(settings)
@@ -200,7 +203,7 @@ async def test_the_cache_holds_no_credentials_and_a_disconnect_applies_once_inva
         await mongo.close()
 
     after = conversation.message("2", "after the disconnect")
-    await send_all(settings, "messages.inbound", [after])
+    await send_all(settings, MESSAGES_INBOUND, [after])
     letters = await _letters(settings, conversation.id, want=1)
     assert [letter["error_type"] for letter in letters.values()] == ["ChannelDisconnected"]
     assert list(letters) == [after.message_id]

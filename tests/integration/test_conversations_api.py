@@ -27,15 +27,15 @@ from core.clients.database import Document
 from core.ids import new_id
 from core.security.tokens import TokenService
 from core.settings import Settings
+from streams.contract import CONTRACT, CONVERSATION_COMMANDS
 from streams.records import ConversationCommand, decode
-from streams.topics import CONTRACT
 from web import conversations
 from web.auth import revoked_session_key
 
 Client = TestClient[web.Request, web.Application]
 Db = AsyncDatabase[Document]
 API = "/api/conversations"
-TOPIC = "conversation.commands"
+TOPIC = CONVERSATION_COMMANDS
 COMMANDS = ("takeover", "release", "close", "assign", "reply")
 
 

@@ -18,6 +18,15 @@ from core.clients.cache import new_redis
 from core.clients.database import new_mongo_client
 from core.ids import answer_id, new_id, request_id
 from core.settings import Settings
+from streams.contract import (
+    AGENT_REQUESTS,
+    CONVERSATION_COMMANDS,
+    CONVERSATION_EVENTS,
+    MESSAGES_INBOUND,
+    MESSAGES_OUTBOUND,
+    PLATFORM_OUTBOUND,
+    dead_letter_of,
+)
 from streams.replay import conversation_records, redrive
 from tests.integration.pipeline_harness import (
     Collector,
@@ -86,7 +95,7 @@ async def test_messages_flow_in_order(settings: Settings, workers: list[Worker])
     interleaved = [sent[c.id][n] for n in range(per_conversation) for c in conversations]
     keys = {c.id for c in conversations}
     async with Responder(settings, keys), Collector(settings, keys) as collector:
-        await send_all(settings, "messages.inbound", interleaved)
+        await send_all(settings, MESSAGES_INBOUND, interleaved)
         began = time.monotonic()
         await collector.wait_for(len(interleaved), within_s=300)
         print(f"pipeline: {len(interleaved)} messages answered in {time.monotonic() - began:.1f}s")
@@ -111,17 +120,19 @@ async def test_poison_record_is_dead_lettered_and_the_rest_flows(
     conversation = Conversation(workspace, application, "poisoned")
     keys = {conversation.id}
     async with Responder(settings, keys), Collector(settings, keys) as collector:
-        await send_all(settings, "messages.inbound", [conversation.message("1", "before")])
-        await send_raw(settings, "messages.inbound", conversation.id, b"\x00not json{")
-        await send_all(settings, "messages.inbound", [conversation.message("2", "after")])
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", "before")])
+        await send_raw(settings, MESSAGES_INBOUND, conversation.id, b"\x00not json{")
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("2", "after")])
         await collector.wait_for(2, within_s=60)
 
     assert [s.text for s in collector.sends[conversation.id]] == ["echo: before", "echo: after"]
-    letters = await read_topic(settings, "messages.inbound.dlq", keys, within_s=30, want=1)
+    letters = await read_topic(
+        settings, dead_letter_of(MESSAGES_INBOUND), keys, within_s=30, want=1
+    )
     assert len(letters) == 1
     letter = json.loads(letters[0].value)
     assert letter["key"] == conversation.id
-    assert letter["source_topic"] == "messages.inbound"
+    assert letter["source_topic"] == MESSAGES_INBOUND
     assert letter["error_type"] == "UndecodableRecord"
     assert letter["reason"].startswith("not JSON")
     assert letter["attempts"] == 1
@@ -133,8 +144,10 @@ async def test_unknown_application_is_dead_lettered(
     settings: Settings, workers: list[Worker]
 ) -> None:
     conversation = Conversation(new_id("ws"), new_id("app"), "nobody")
-    await send_all(settings, "messages.inbound", [conversation.message("1", "hello?")])
-    letters = await read_topic(settings, "messages.inbound.dlq", {conversation.id}, 30, want=1)
+    await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", "hello?")])
+    letters = await read_topic(
+        settings, dead_letter_of(MESSAGES_INBOUND), {conversation.id}, 30, want=1
+    )
     assert [json.loads(r.value)["error_type"] for r in letters] == ["UnknownApplication"]
     assert await _stored(settings, conversation.workspace_id) == {}
 
@@ -152,15 +165,15 @@ async def test_takeover_racing_a_bot_answer_suppresses_it(
         Responder(settings, keys, delay_s=3.0) as responder,
         Collector(settings, keys) as collector,
     ):
-        await send_all(settings, "messages.inbound", [first])
+        await send_all(settings, MESSAGES_INBOUND, [first])
         await asyncio.wait_for(responder.got_request.wait(), timeout=60)
         takeover = conversation.command("takeover")
-        await send_all(settings, "conversation.commands", [takeover])
+        await send_all(settings, CONVERSATION_COMMANDS, [takeover])
         # Once the takeover is applied (operators see it in their feed), the user writes again.
         await wait_for_event(settings, conversation.id, "mode.changed", 1)
-        await send_all(settings, "messages.inbound", [conversation.message("2", "still there?")])
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("2", "still there?")])
         reply = conversation.command("reply", text="Hi, a human here.")
-        await send_all(settings, "conversation.commands", [reply])
+        await send_all(settings, CONVERSATION_COMMANDS, [reply])
         await collector.wait_for(1, within_s=60)
         await asyncio.sleep(5)  # the late bot answer has had time to arrive, and must not
 
@@ -173,7 +186,7 @@ async def test_takeover_racing_a_bot_answer_suppresses_it(
     ]
     # conversation.created, 2 x message.created (user), mode.changed (takeover),
     # mode.changed (reply), message.created (the reply, delivered), message.suppressed
-    events = await read_topic(settings, "conversation.events", keys, within_s=30, want=7)
+    events = await read_topic(settings, CONVERSATION_EVENTS, keys, within_s=30, want=7)
     kinds = [json.loads(r.value)["type"] for r in events]
     assert "message.suppressed" in kinds
     assert kinds.count("mode.changed") == 2  # the takeover, and the reply (already human)
@@ -191,7 +204,7 @@ async def test_web_answers_are_pushed_through_socketio_redis(
     await pubsub.subscribe("socketio")  # the channel socket.io's AsyncRedisManager listens on
     try:
         async with Responder(settings, {conversation.id}):
-            await send_all(settings, "messages.inbound", [message])
+            await send_all(settings, MESSAGES_INBOUND, [message])
             push = None
             async with asyncio.timeout(60):
                 while push is None:
@@ -233,28 +246,28 @@ async def test_replay_shows_a_conversation_across_topics(
         Responder(settings, {conversation.id}),
         Collector(settings, {conversation.id}) as collector,
     ):
-        await send_all(settings, "messages.inbound", [conversation.message("1", "replay me")])
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", "replay me")])
         await collector.wait_for(1, within_s=60)
 
     lines = await asyncio.to_thread(_switchboard, "replay", "show", conversation.id, "--json")
     records = [json.loads(line) for line in lines.splitlines()]
     assert {r["key"] for r in records} == {conversation.id}
     kinds = [(r["topic"], r["kind"]) for r in records]
-    flow = [k for k in kinds if k[0] != "conversation.events"]
+    flow = [k for k in kinds if k[0] != CONVERSATION_EVENTS]
     assert flow == [
-        ("messages.inbound", "InboundMessage"),
-        ("agent.requests", "AgentRequest"),
-        ("messages.outbound", "OutboundMessage"),
-        ("platform.outbound", "PlatformSend"),
+        (MESSAGES_INBOUND, "InboundMessage"),
+        (AGENT_REQUESTS, "AgentRequest"),
+        (MESSAGES_OUTBOUND, "OutboundMessage"),
+        (PLATFORM_OUTBOUND, "PlatformSend"),
     ]
     assert [r["timestamp"] for r in records] == sorted(r["timestamp"] for r in records)
-    assert {r["value"]["type"] for r in records if r["topic"] == "conversation.events"} == {
+    assert {r["value"]["type"] for r in records if r["topic"] == CONVERSATION_EVENTS} == {
         "conversation.created",
         "message.created",
     }
 
     text = await asyncio.to_thread(
-        _switchboard, "replay", "show", conversation.id, "--topic", "messages.inbound"
+        _switchboard, "replay", "show", conversation.id, "--topic", MESSAGES_INBOUND
     )
     assert len(text.splitlines()) == 1
     assert "InboundMessage" in text
@@ -267,16 +280,20 @@ async def test_redrive_puts_dead_letters_back(settings: Settings, workers: list[
     keys = {conversation.id}
     async with Responder(settings, keys), Collector(settings, keys) as collector:
         # The application does not exist yet: the message is dead-lettered.
-        await send_all(settings, "messages.inbound", [conversation.message("1", "try again")])
-        assert await read_topic(settings, "messages.inbound.dlq", keys, within_s=30, want=1)
+        await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", "try again")])
+        assert await read_topic(
+            settings, dead_letter_of(MESSAGES_INBOUND), keys, within_s=30, want=1
+        )
         # Once it exists, re-driving the dead letters gets the message answered.
         await create_application(settings, workspace, application)
-        output = await asyncio.to_thread(_switchboard, "replay", "redrive", "messages.inbound.dlq")
+        output = await asyncio.to_thread(
+            _switchboard, "replay", "redrive", dead_letter_of(MESSAGES_INBOUND)
+        )
         assert output.startswith("re-drove ")
         await collector.wait_for(1, within_s=60)
     assert [s.text for s in collector.sends[conversation.id]] == ["echo: try again"]
     # The group remembers how far it got: this letter is not offered a second time.
-    pending = await redrive(settings, "messages.inbound.dlq", dry_run=True)
+    pending = await redrive(settings, dead_letter_of(MESSAGES_INBOUND), dry_run=True)
     assert conversation.id not in {letter.key for letter in pending}
 
 
@@ -291,7 +308,7 @@ async def test_refeed_replays_a_conversation_into_a_sandbox_that_sends_nothing(
         Responder(settings, {conversation.id}),
         Collector(settings, {conversation.id}) as collector,
     ):
-        await send_all(settings, "messages.inbound", sent)
+        await send_all(settings, MESSAGES_INBOUND, sent)
         await collector.wait_for(2, within_s=60)
 
     output = await asyncio.to_thread(
@@ -313,7 +330,7 @@ async def test_refeed_replays_a_conversation_into_a_sandbox_that_sends_nothing(
         requests: list[Any] = []
         while len(requests) < 4 and time.monotonic() < deadline + 30:
             await asyncio.sleep(0.5)
-            requests = await conversation_records(settings, sandbox_id, topics=["agent.requests"])
+            requests = await conversation_records(settings, sandbox_id, topics=[AGENT_REQUESTS])
         assert len(requests) == 4, "the second re-feed was processed"
         assert len(responder.requests) == 2
 
@@ -325,5 +342,5 @@ async def test_refeed_replays_a_conversation_into_a_sandbox_that_sends_nothing(
     answers = _by_role(stored, "bot")
     assert sorted(d["text"] for d in answers) == ["echo: first", "echo: second"]
     assert {d["status"] for d in answers} == {"sandboxed"}
-    assert await conversation_records(settings, sandbox_id, topics=["platform.outbound"]) == []
-    assert len(await conversation_records(settings, sandbox_id, topics=["messages.outbound"])) == 2
+    assert await conversation_records(settings, sandbox_id, topics=[PLATFORM_OUTBOUND]) == []
+    assert len(await conversation_records(settings, sandbox_id, topics=[MESSAGES_OUTBOUND])) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.ids import new_id
 from core.settings import Settings
+from streams.contract import MESSAGES_INBOUND
 from tests.integration.pipeline_harness import (
     Collector,
     Conversation,
@@ -41,7 +42,7 @@ async def test_killed_worker_loses_and_duplicates_nothing(
         for worker in (survivor, victim):
             worker.wait_ready()
         async with Responder(settings, keys), Collector(settings, keys) as collector:
-            await send_all(settings, "messages.inbound", interleaved)
+            await send_all(settings, MESSAGES_INBOUND, interleaved)
             kills: list[float] = []
             for _ in range(3):
                 await asyncio.sleep(rng.uniform(1.0, 6.0))

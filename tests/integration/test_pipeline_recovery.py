@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.ids import new_id
 from core.settings import Settings
+from streams.contract import CONVERSATION_COMMANDS, MESSAGES_INBOUND
 from tests.integration.pipeline_harness import (
     Collector,
     Conversation,
@@ -30,9 +31,9 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
         worker.start()
         worker.wait_ready()
         async with Responder(settings, keys) as responder, Collector(settings, keys) as collector:
-            await send_all(settings, "messages.inbound", [conversation.message("1", "one")])
+            await send_all(settings, MESSAGES_INBOUND, [conversation.message("1", "one")])
             await collector.wait_for(1, within_s=60)
-            await send_all(settings, "conversation.commands", [conversation.command("takeover")])
+            await send_all(settings, CONVERSATION_COMMANDS, [conversation.command("takeover")])
             await wait_for_event(settings, conversation.id, "mode.changed", 1)
 
             assert await asyncio.to_thread(worker.stop) == 0, worker.tail()
@@ -41,10 +42,10 @@ async def test_state_survives_a_restart(settings: Settings, tmp_path: Path) -> N
             await asyncio.to_thread(worker.wait_ready, ready_before)
 
             # Still in human mode after the restart: this message must not reach the bot.
-            await send_all(settings, "messages.inbound", [conversation.message("2", "two")])
-            await send_all(settings, "conversation.commands", [conversation.command("release")])
+            await send_all(settings, MESSAGES_INBOUND, [conversation.message("2", "two")])
+            await send_all(settings, CONVERSATION_COMMANDS, [conversation.command("release")])
             await wait_for_event(settings, conversation.id, "mode.changed", 2)
-            await send_all(settings, "messages.inbound", [conversation.message("3", "three")])
+            await send_all(settings, MESSAGES_INBOUND, [conversation.message("3", "three")])
             await collector.wait_for(2, within_s=60)
     finally:
         assert await asyncio.to_thread(worker.stop) == 0, worker.tail()

@@ -14,6 +14,7 @@ from core import ids
 from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE
 from core.security.tokens import ALGORITHM, AUDIENCE
 from core.settings import Settings
+from streams.contract import CONVERSATION_EVENTS
 from streams.records import ConversationEvent
 from tests.integration.api_harness import Db
 from tests.integration.pipeline_harness import send_all
@@ -130,7 +131,7 @@ async def test_the_feed_reaches_only_its_workspace_once_per_client(
     internal = _event(mine, application_id, conversation_id, "turn.completed")
     await send_all(
         settings,
-        "conversation.events",
+        CONVERSATION_EVENTS,
         [events[0], internal, *events[1:]],
     )
     got = await operator.wait_for("event", len(kinds), within_s=30)

@@ -17,6 +17,7 @@ from core.security.tokens import ALGORITHM, AUDIENCE
 from core.settings import Settings
 from core.stores.conversation_store import ConversationStore
 from core.stores.recent_messages import RecentMessages, log_key
+from streams.contract import MESSAGES_INBOUND
 from streams.records import InboundMessage, decode
 from tests.integration.api_harness import Db
 from tests.integration.socket_harness import (
@@ -109,9 +110,8 @@ async def _inbound_offsets(settings: Settings) -> dict[TopicPartition, int]:
     await consumer.start()
     try:
         partitions = [
-            TopicPartition("messages.inbound", p)
-            for p in consumer.partitions_for_topic("messages.inbound")
-            or await _partitions(consumer)
+            TopicPartition(MESSAGES_INBOUND, p)
+            for p in consumer.partitions_for_topic(MESSAGES_INBOUND) or await _partitions(consumer)
         ]
         return dict(await consumer.end_offsets(partitions))
     finally:
@@ -120,7 +120,7 @@ async def _inbound_offsets(settings: Settings) -> dict[TopicPartition, int]:
 
 async def _partitions(consumer: AIOKafkaConsumer) -> set[int]:
     await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic("messages.inbound") or set()
+    return consumer.partitions_for_topic(MESSAGES_INBOUND) or set()
 
 
 async def _inbound_since(

@@ -17,6 +17,7 @@ from core.ai.turns import LIMIT_REPLY
 from core.ids import new_id
 from core.security.secrets import SecretBox
 from core.settings import Settings
+from streams.contract import CONVERSATION_EVENTS, FUNCTION_CALLS, FUNCTION_RESULTS, MESSAGES_INBOUND
 from streams.records import FunctionCall, FunctionResult, decode, encode
 from streams.replay import conversation_records
 from streams.rerun import recorded_turns, rerun, rerun_model
@@ -100,16 +101,14 @@ async def _converse(
 ) -> list[str]:
     async with Collector(settings, {conversation.id}) as collector:
         for n, text in enumerate(texts):
-            await send_all(
-                settings, "messages.inbound", [conversation.message(str(first + n), text)]
-            )
+            await send_all(settings, MESSAGES_INBOUND, [conversation.message(str(first + n), text)])
             await collector.wait_for(min(n + 1, answers), within_s=60)
         await asyncio.sleep(2)  # a further answer, if one were coming, would arrive by now
     return [s.text for s in collector.sends[conversation.id]]
 
 
 async def _turns(settings: Settings, conversation: Conversation) -> list[dict[str, Any]]:
-    records = await conversation_records(settings, conversation.id, topics=["conversation.events"])
+    records = await conversation_records(settings, conversation.id, topics=[CONVERSATION_EVENTS])
     return [
         r.value["data"]
         for r in records
@@ -227,10 +226,8 @@ async def test_an_unknown_or_disabled_tool_fails_closed(
             for name, arguments in calls
         ]
         for record in records:
-            await send_raw(settings, "function.calls", conversation.id, encode(record))
-        found = await read_topic(
-            settings, "function.results", {conversation.id}, within_s=30, want=3
-        )
+            await send_raw(settings, FUNCTION_CALLS, conversation.id, encode(record))
+        found = await read_topic(settings, FUNCTION_RESULTS, {conversation.id}, within_s=30, want=3)
     results = {r.call_id: r for r in (decode(f.value) for f in found)}
     assert all(isinstance(r, FunctionResult) for r in results.values())
     errors = [results[record.call_id].error for record in records]
@@ -309,7 +306,7 @@ async def test_handoff_lets_the_bot_say_goodbye_then_a_human_has_the_conversatio
         if d["_id"] == conversation.id
     ]  # fmt: skip
     assert document["mode"] == "human"
-    records = await conversation_records(settings, conversation.id, topics=["conversation.events"])
+    records = await conversation_records(settings, conversation.id, topics=[CONVERSATION_EVENTS])
     changes = [r.value for r in records if isinstance(r.value, dict)
                and r.value.get("type") == "mode.changed"]  # fmt: skip
     assert [(c["mode"], c["data"]["action"], c["data"]["reason"]) for c in changes] == [

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from core import ids
 from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
 from core.settings import Settings
+from streams.contract import CONVERSATION_COMMANDS, MESSAGES_OUTBOUND, dead_letter_of
 from tests.browser_support import launched_chromium
 from tests.fakes.llm import JSON, FakeLLM, Text
 from tests.integration.pipeline_harness import (
@@ -120,7 +121,7 @@ async def test_a_visitor_chats_with_the_bot_while_an_operator_watches(
     assert conversation.id == conversation_id
     await send_all(
         settings,
-        "conversation.commands",
+        CONVERSATION_COMMANDS,
         [conversation.command("takeover"), conversation.command("reply", text="Hi, Ann here.")],
     )
     [reply] = await back.wait_for("message", within_s=60)
@@ -130,12 +131,12 @@ async def test_a_visitor_chats_with_the_bot_while_an_operator_watches(
 
     # A record the delivery agent cannot deliver reaches operators as delivery.failed.
     stray = conversation.message("x", "not an outbound message")
-    await send_all(settings, "messages.outbound", [stray])
+    await send_all(settings, MESSAGES_OUTBOUND, [stray])
     await operator.wait_for("event", len(events) + 1, within_s=60)
     failed = [e for e in operator.received["event"] if e["type"] == "delivery.failed"]
     assert failed, operator.received["event"]
     assert failed[0]["subject_id"] == stray.message_id
-    assert failed[0]["data"]["dead_letter_topic"] == "messages.outbound.dlq"
+    assert failed[0]["data"]["dead_letter_topic"] == dead_letter_of(MESSAGES_OUTBOUND)
     for client in (operator, other_tab, back):
         await client.close()
 

@@ -11,7 +11,7 @@ import time
 from kafka import KafkaAdminClient
 
 from core.settings import Settings
-from streams.topics import CONTRACT
+from streams.contract import CONTRACT, FUNCTION_CALLS, dead_letter_of
 
 
 def _partition_counts(settings: Settings) -> dict[str, int]:
@@ -62,7 +62,7 @@ def _delete_topic(settings: Settings, name: str) -> None:
 
 def test_worker_declares_topics_and_shuts_down_gracefully(settings: Settings) -> None:
     # A dead-letter topic nothing reads yet: safe to delete, so the worker must create it again.
-    _delete_topic(settings, "function.calls.dlq")
+    _delete_topic(settings, dead_letter_of(FUNCTION_CALLS))
     with subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "worker", "--loglevel", "info"],
         stdout=subprocess.PIPE,

@@ -22,11 +22,11 @@ from redis.exceptions import RedisError
 
 from core.clients.realtime import conversation_room
 from core.settings import Settings
+from streams.contract import CONVERSATION_EVENTS
 from streams.records import ConversationEvent, UndecodableRecord, decode
 
 log = logging.getLogger(__name__)
 
-EVENTS_TOPIC = "conversation.events"  # as streams.topics declares it
 GROUP_ID = "switchboard-inbox-feed"
 #: Event types that stay inside the pipeline (an AI turn's record is for replay, not operators).
 INTERNAL_TYPES = frozenset({"turn.completed", "turn.failed"})
@@ -95,7 +95,7 @@ class EventFeed:
                 enable_auto_commit=True,
                 auto_offset_reset="latest",
             )
-            consumer.subscribe([EVENTS_TOPIC], listener=_Assignment(self.assigned))
+            consumer.subscribe([CONVERSATION_EVENTS], listener=_Assignment(self.assigned))
             try:
                 await consumer.start()
                 async for record in consumer:

@@ -25,12 +25,12 @@ from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversatio
 from core.errors import DependencyUnavailable, Unauthorized
 from core.security.tokens import TokenExpired
 from core.stores.recent_messages import widget_view
-from streams.records import WEB_CHANNEL, InboundMessage, encode
+from streams.contract import MESSAGES_INBOUND, WEB_CHANNEL
+from streams.records import InboundMessage, encode
 from web.socket.deps import SOCKET_DEPS, Refused, SocketDeps, failure
 
 log = logging.getLogger(__name__)
 
-INBOUND_TOPIC = "messages.inbound"  # as streams.topics declares it
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TEXT = 4000
 HISTORY_LIMIT = 200
@@ -175,7 +175,9 @@ class WidgetNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             if wait_s:
                 refused = failure("rate_limited", f"too many messages; retry in {wait_s} s")
                 return {**refused, "retry_after_s": wait_s}
-            await self.deps.producer.send(INBOUND_TOPIC, message.conversation_id, encode(message))
+            await self.deps.producer.send(
+                MESSAGES_INBOUND, message.conversation_id, encode(message)
+            )
             await self.deps.redis.set(sent_key(message.message_id), "1", ex=SENT_TTL_S)
         except (DependencyUnavailable, RedisError, OSError) as error:
             log.warning("widget message %s not taken: %s", message.message_id, error)

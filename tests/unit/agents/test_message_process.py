@@ -15,6 +15,7 @@ from core.cached.applications import UnknownApplication
 from core.cached.channel_directory import check
 from core.clients.database import Document
 from core.errors import ValidationFailed
+from streams.contract import MESSAGES_INBOUND
 from streams.records import (
     ConversationCommand,
     InboundMessage,
@@ -83,7 +84,7 @@ def test_only_bot_answers_of_the_current_epoch_are_delivered() -> None:
 class Message:
     value: bytes
     offset: int
-    topic: str = "messages.inbound"
+    topic: str = MESSAGES_INBOUND
     partition: int = 0
     key: bytes = b"c1"
 

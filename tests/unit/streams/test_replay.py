@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from streams.records import SANDBOX_CHANNEL, InboundMessage
+from streams.contract import SANDBOX_CHANNEL
+from streams.records import InboundMessage
 from streams.replay import sandboxed
 
 

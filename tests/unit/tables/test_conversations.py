@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streams.topics import CHANGELOGS, PARTITIONS
+from streams.contract import CHANGELOGS, PARTITIONS
 from tables.conversations import CONTEXT_WINDOW, RECENT_IDS, ConversationState, conversation_state
 
 

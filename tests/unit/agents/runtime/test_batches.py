@@ -8,13 +8,14 @@ from faust.streams import current_event
 
 from agents.runtime.batches import BatchScope, handle_batch
 from core.errors import ValidationFailed
+from streams.contract import MESSAGES_INBOUND
 
 
 @dataclass
 class Message:
     value: bytes
     offset: int
-    topic: str = "messages.inbound"
+    topic: str = MESSAGES_INBOUND
     partition: int = 3
     key: bytes = b"c1"
 

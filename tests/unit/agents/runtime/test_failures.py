@@ -12,6 +12,14 @@ from pymongo.errors import AutoReconnect, DuplicateKeyError
 from agents.runtime import failures
 from agents.runtime.failures import RetryPolicy, _delivery_failure, is_transient
 from core import ids
+from streams.contract import (
+    AGENT_REQUESTS,
+    CONVERSATION_EVENTS,
+    MESSAGES_INBOUND,
+    MESSAGES_OUTBOUND,
+    PLATFORM_OUTBOUND,
+    dead_letter_of,
+)
 from streams.records import (
     AgentRequest,
     ConversationCommand,
@@ -44,7 +52,7 @@ def test_backoff_is_bounded() -> None:
 
 class _Event:
     def __init__(self, value: bytes) -> None:
-        self.message = SimpleNamespace(value=value, topic="agent.requests")
+        self.message = SimpleNamespace(value=value, topic=AGENT_REQUESTS)
 
 
 async def test_handle_one_works_a_record_and_dead_letters_a_poison_one(
@@ -96,7 +104,7 @@ def letter(topic: str, reason: str = "telegram refused the message") -> DeadLett
 
 
 def test_an_undelivered_outbound_message_becomes_a_delivery_failed_event() -> None:
-    failed = _delivery_failure("messages.outbound", encode(outbound()), letter("messages.outbound"))
+    failed = _delivery_failure(MESSAGES_OUTBOUND, encode(outbound()), letter(MESSAGES_OUTBOUND))
     assert isinstance(failed, ConversationEvent)
     assert failed.type == "delivery.failed"
     assert failed.message_id == ids.event_id("bt_1", "delivery.failed")
@@ -106,7 +114,7 @@ def test_an_undelivered_outbound_message_becomes_a_delivery_failed_event() -> No
         "reason": "telegram refused the message",
         "error_type": "DeliveryRefused",
         "attempts": 6,
-        "dead_letter_topic": "messages.outbound.dlq",
+        "dead_letter_topic": dead_letter_of(MESSAGES_OUTBOUND),
     }
     assert {name: getattr(failed, name) for name in ENVELOPE} == ENVELOPE
     assert failed.created_at > 0
@@ -114,8 +122,8 @@ def test_an_undelivered_outbound_message_becomes_a_delivery_failed_event() -> No
 
 
 def test_the_same_failure_has_the_same_event_id() -> None:
-    first = _delivery_failure("messages.outbound", encode(outbound()), letter("messages.outbound"))
-    again = _delivery_failure("messages.outbound", encode(outbound()), letter("messages.outbound"))
+    first = _delivery_failure(MESSAGES_OUTBOUND, encode(outbound()), letter(MESSAGES_OUTBOUND))
+    again = _delivery_failure(MESSAGES_OUTBOUND, encode(outbound()), letter(MESSAGES_OUTBOUND))
     assert first is not None
     assert again is not None
     assert first.message_id == again.message_id
@@ -123,17 +131,17 @@ def test_the_same_failure_has_the_same_event_id() -> None:
 
 def test_an_unsent_platform_send_becomes_a_delivery_failed_event() -> None:
     send = PlatformSend(message_id="bt_2", **ENVELOPE, text="hello")
-    failed = _delivery_failure("platform.outbound", encode(send), letter("platform.outbound"))
+    failed = _delivery_failure(PLATFORM_OUTBOUND, encode(send), letter(PLATFORM_OUTBOUND))
     assert failed is not None
     assert (failed.type, failed.subject_id) == ("delivery.failed", "bt_2")
     assert failed.message_id == ids.event_id("bt_2", "delivery.failed")
     assert failed.data is not None
-    assert failed.data["dead_letter_topic"] == "platform.outbound.dlq"
+    assert failed.data["dead_letter_topic"] == dead_letter_of(PLATFORM_OUTBOUND)
 
 
 def test_a_long_reason_is_cut_short_in_the_event() -> None:
-    long = letter("messages.outbound", reason="x" * 2000)
-    failed = _delivery_failure("messages.outbound", encode(outbound()), long)
+    long = letter(MESSAGES_OUTBOUND, reason="x" * 2000)
+    failed = _delivery_failure(MESSAGES_OUTBOUND, encode(outbound()), long)
     assert failed is not None
     assert failed.data is not None
     assert failed.data["reason"] == "x" * 500
@@ -141,13 +149,13 @@ def test_a_long_reason_is_cut_short_in_the_event() -> None:
 
 def test_an_inbound_message_is_not_a_delivery_failure() -> None:
     message = InboundMessage(message_id="in_1", **ENVELOPE, text="hi")
-    inbound = letter("messages.inbound")
-    assert _delivery_failure("messages.inbound", encode(message), inbound) is None
+    inbound = letter(MESSAGES_INBOUND)
+    assert _delivery_failure(MESSAGES_INBOUND, encode(message), inbound) is None
 
 
 @pytest.mark.parametrize("value", [b"not json", b"{}", b"", None, 42])
 def test_an_undecodable_outbound_value_gives_no_event(value: object) -> None:
-    assert _delivery_failure("messages.outbound", value, letter("messages.outbound")) is None
+    assert _delivery_failure(MESSAGES_OUTBOUND, value, letter(MESSAGES_OUTBOUND)) is None
 
 
 class _Topic:
@@ -174,10 +182,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bytes]]:
     sent: list[tuple[str, str, bytes]] = []
     dead_letters = {
         f"{topic}.dlq": _Topic(f"{topic}.dlq", sent)
-        for topic in ("messages.inbound", "messages.outbound")
+        for topic in (MESSAGES_INBOUND, MESSAGES_OUTBOUND)
     }
     monkeypatch.setattr(failures, "DEAD_LETTERS", dead_letters)
-    monkeypatch.setattr(failures, "conversation_events", _Topic("conversation.events", sent))
+    monkeypatch.setattr(failures, "conversation_events", _Topic(CONVERSATION_EVENTS, sent))
     return sent
 
 
@@ -186,14 +194,14 @@ async def test_dead_letter_of_an_outbound_message_tells_operators(
 ) -> None:
     raw = encode(outbound())
     await failures.dead_letter(
-        _failed_event("messages.outbound", raw), "delivery", RuntimeError("refused"), 6
+        _failed_event(MESSAGES_OUTBOUND, raw), "delivery", RuntimeError("refused"), 6
     )
     assert [(topic, key) for topic, key, _ in sent] == [
-        ("messages.outbound.dlq", "cv_1"),
-        ("conversation.events", "cv_1"),
+        (dead_letter_of(MESSAGES_OUTBOUND), "cv_1"),
+        (CONVERSATION_EVENTS, "cv_1"),
     ]
     dead = json.loads(sent[0][2])
-    assert (dead["source_topic"], dead["partition"], dead["offset"]) == ("messages.outbound", 3, 17)
+    assert (dead["source_topic"], dead["partition"], dead["offset"]) == (MESSAGES_OUTBOUND, 3, 17)
     assert (dead["key"], dead["value"], dead["stage"]) == ("cv_1", raw.decode(), "delivery")
     assert (dead["reason"], dead["error_type"], dead["attempts"]) == ("refused", "RuntimeError", 6)
     failed = decode(sent[1][2])
@@ -208,14 +216,14 @@ async def test_dead_letter_of_an_inbound_message_only_dead_letters(
 ) -> None:
     message = InboundMessage(message_id="in_1", **ENVELOPE, text="hi")
     await failures.dead_letter(
-        _failed_event("messages.inbound", encode(message)), "process", RuntimeError("bad"), 1
+        _failed_event(MESSAGES_INBOUND, encode(message)), "process", RuntimeError("bad"), 1
     )
-    assert [(topic, key) for topic, key, _ in sent] == [("messages.inbound.dlq", "cv_1")]
+    assert [(topic, key) for topic, key, _ in sent] == [(dead_letter_of(MESSAGES_INBOUND), "cv_1")]
 
 
 async def test_dead_letter_of_an_undecodable_outbound_value_only_dead_letters(
     sent: list[tuple[str, str, bytes]],
 ) -> None:
-    poison = _failed_event("messages.outbound", b"not json")
+    poison = _failed_event(MESSAGES_OUTBOUND, b"not json")
     await failures.dead_letter(poison, "delivery", UndecodableRecord("not JSON"), 1)
-    assert [(topic, key) for topic, key, _ in sent] == [("messages.outbound.dlq", "cv_1")]
+    assert [(topic, key) for topic, key, _ in sent] == [(dead_letter_of(MESSAGES_OUTBOUND), "cv_1")]

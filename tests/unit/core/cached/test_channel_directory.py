@@ -17,7 +17,8 @@ from core.cached.channel_directory import (
 )
 from core.clients.database import Document
 from core.errors import NotFound, ValidationFailed
-from streams.records import SANDBOX_CHANNEL, InboundMessage
+from streams.contract import SANDBOX_CHANNEL
+from streams.records import InboundMessage
 
 CHANNEL: Document = {
     "_id": "ch_1",

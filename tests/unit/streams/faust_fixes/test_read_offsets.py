@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from faust.transport.consumer import Consumer
 
+from streams.contract import MESSAGES_OUTBOUND
 from streams.faust_fixes import read_offsets
 from streams.faust_fixes.read_offsets import ReadOffsets
 
@@ -50,7 +51,7 @@ class Fetching:
         for offset in batch:
             yield (
                 TP,
-                SimpleNamespace(offset=offset, topic="messages.outbound", key=b"k", value=b"v"),
+                SimpleNamespace(offset=offset, topic=MESSAGES_OUTBOUND, key=b"k", value=b"v"),
             )
 
     async def sleep(self, seconds: float) -> None:

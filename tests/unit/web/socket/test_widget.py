@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from core import ids
-from streams.records import WEB_CHANNEL, InboundMessage, decode, encode
+from streams.contract import WEB_CHANNEL
+from streams.records import InboundMessage, decode, encode
 from web.socket.widget import CLIENT_ID, inbound_message, message_view
 
 
