@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
 
 from core.clients.cache import new_redis
-from core.clients.database import new_mongo_client
+from core.clients.database import Document, database, new_mongo_client
 from core.clients.storage import new_minio
+from core.security.secrets import SecretBox
 from core.settings import Settings
 from web.errors import error_middleware
 from web.health import Dependency, install_health
@@ -59,3 +61,13 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     yield
     await client.aclose()
+
+
+def request_db(request: web.Request) -> AsyncDatabase[Document]:
+    """The service's database, for a handler of ``request``."""
+    return database(request.app[MONGO], request.app[SETTINGS])
+
+
+def secret_box(request: web.Request) -> SecretBox:
+    """What seals the credentials a request brings, with the settings' encryption key."""
+    return SecretBox(request.app[SETTINGS].encryption_key.get_secret_value())
