@@ -5,8 +5,12 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/switchboard
 WORKDIR /src
+# The locked, hash-checked dependencies first (their own layer, rebuilt only when the lock
+# changes), then Switchboard alone, built by the locked setuptools.
+COPY requirements/runtime.lock requirements/
+RUN /opt/switchboard/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY . .
-RUN /opt/switchboard/bin/pip install .
+RUN /opt/switchboard/bin/pip install --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 ENV PATH=/opt/switchboard/bin:$PATH \
