@@ -18,7 +18,7 @@ LOCK_FLAGS     := --quiet --generate-hashes --allow-unsafe --strip-extras --no-e
 
 help:
 	@echo "make run     install, start the local services and every Switchboard process (Ctrl-C stops all)"
-	@echo "make test    install, start the local services the tests need, and run the test suite"
+	@echo "make test    install, start the local services the tests need, and run the test suite (ARGS='-x tests/unit')"
 	@echo "make lint    ruff, mypy, and tsc for the widget"
 	@echo "make lock    re-resolve requirements/*.lock from setup.cfg (ARGS='--upgrade' for the newest)"
 	@echo "make bench   benchmarks, each against a baseline measured in the same run"
@@ -59,7 +59,7 @@ run: install
 	@$(BIN)/switchboard run
 
 test: install
-	@$(BIN)/pytest
+	@$(BIN)/switchboard test -- $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -65,6 +65,39 @@ def _down(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _test(settings: Settings, args: argparse.Namespace) -> int:
+    """The local services up first, step by step on the terminal, then pytest; its status.
+
+    The integration tests' session fixture would start them too, but behind pytest's captured
+    output: minutes of silence on a first run. It finds them up and leaves them alone; this
+    stops, at the end, only what it started.
+    """
+    import signal
+    import subprocess
+
+    from infra.stack import StartError, down, up
+
+    print("==> local services for the tests", flush=True)
+    try:
+        started = up(settings)
+    except (StartError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    print("==> pytest", *pytest_args, flush=True)
+    # Ctrl-C reaches pytest as well (one process group): wait for its teardown, then stop.
+    # A handler, not SIG_IGN, which pytest would inherit.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        code = subprocess.call([sys.executable, "-m", "pytest", *pytest_args])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if started:
+            print(f"==> stopping what the tests started: {', '.join(started)}", flush=True)
+            down(settings, started)
+    return code
+
+
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     from infra.launcher import web_service_states
     from infra.stack import status
@@ -270,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="kafka, ferretdb, redis, s3, nginx, traefik (default: all)",
         )
         command.set_defaults(handler=handler)
+
+    test = commands.add_parser(
+        "test", help="up, then pytest (arguments after --); stops what it started; pytest's status"
+    )
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARG")
+    test.set_defaults(handler=_test)
 
     status = commands.add_parser("status", help="show which services are up")
     status.set_defaults(handler=_status)

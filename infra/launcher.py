@@ -3,23 +3,27 @@
 It brings the local services up, starts the pipeline worker(s) and every web service as child
 processes after seeding the demo workspace (``infra.demo_seed``), waits until each web service
 answers through the gateway, prints the demo's credentials and the URL, and on Ctrl-C (or
-SIGTERM) stops its children and then the services it started itself.
+SIGTERM) stops its children and then the services it started itself. The children's output
+goes to their log files, and only their warnings and errors to the terminal (``infra.children``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from core.settings import SERVICES, Settings
+from infra import children as child_processes
+from infra.children import Child
+from infra.services import Layout
 from infra.stack import StartError, down, up
 
 if TYPE_CHECKING:
@@ -60,16 +64,13 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
     began = time.monotonic()
     signal.signal(signal.SIGTERM, _raise_stop)
     started: list[str] = []
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     code = 0
     try:
         started = up(settings)
         # Before the services start: a fraction of a second, and no index is made twice at once.
         demo = _seed_demo(settings)
-        command = [sys.executable, "-m", "infra.cli"]
-        for _ in range(workers):
-            children.append(subprocess.Popen([*command, "worker"], start_new_session=True))
-        children.append(subprocess.Popen([*command, "web", "all"], start_new_session=True))
+        _start_children(settings, workers, children)
         _wait_until_ready(settings, children)
         if isinstance(demo, str):
             print(f"\nwarning: no demo workspace: {demo}", file=sys.stderr, flush=True)
@@ -77,12 +78,14 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
             print(_demo_lines(settings, demo), flush=True)
         print(
             f"\nSwitchboard is up in {time.monotonic() - began:.0f}s: {settings.gateway_url}\n"
+            f"Logs: {_shown(settings.state_dir / 'logs')}/ (`make logs` follows them). "
             "Press Ctrl-C to stop everything.\n",
             flush=True,
         )
-        while all(child.poll() is None for child in children):
+        while not any(child.exited() for child in children):
             time.sleep(0.5)
-        print("a Switchboard process exited; stopping the rest", file=sys.stderr)
+        gone = next(child for child in children if child.exited())
+        print(f"error: {_exit_report(gone)}\nstopping the rest", file=sys.stderr, flush=True)
         code = 1
     except (KeyboardInterrupt, _Stop):
         print("\nstopping Switchboard…", flush=True)
@@ -92,7 +95,7 @@ def run_platform(settings: Settings, *, workers: int = 1) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_children(children)
+        child_processes.stop(children)
         if started:
             down(settings, started)
     return code
@@ -125,26 +128,48 @@ def _demo_lines(settings: Settings, demo: DemoWorkspace) -> str:
     )
 
 
-def _wait_until_ready(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
+def _start_children(settings: Settings, workers: int, children: list[Child]) -> None:
+    """The worker(s) and the web services, each announced with its pid and its log file."""
+    command = [sys.executable, "-m", "infra.cli"]
+    logs = Layout(settings.state_dir)
+    for number in range(1, workers + 1):
+        label = f"worker-{number}"
+        child = child_processes.start(label, [*command, "worker"], logs.log(label), sys.stderr)
+        children.append(child)
+        print(f"{label}: started (pid {child.process.pid}), log in {_shown(child.log_file)}")
+    child = child_processes.start("web", [*command, "web", "all"], logs.log("web"), sys.stderr)
+    children.append(child)
+    first, last = settings.service_port(SERVICES[0]), settings.service_port(SERVICES[-1])
+    print(
+        f"web: {len(SERVICES)} services on {settings.web_host}:{first}-{last} started "
+        f"(pid {child.process.pid}), log in {_shown(child.log_file)}",
+        flush=True,
+    )
+
+
+def _wait_until_ready(settings: Settings, children: list[Child]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     pending = set(SERVICES)
     while pending:
-        if any(child.poll() is not None for child in children):
-            raise StartError("a Switchboard process exited during start-up (see its output above)")
+        gone = [child for child in children if child.exited()]
+        if gone:
+            raise StartError(f"during start-up, {_exit_report(gone[0])}")
         if time.monotonic() > deadline:
             raise StartError(f"not healthy behind the gateway: {', '.join(sorted(pending))}")
         pending = {s for s in pending if not _healthy(f"{settings.gateway_url}/_health/{s}")}
         time.sleep(0.3)
 
 
-def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+def _exit_report(child: Child) -> str:
+    return (
+        f"{child.label} exited with status {child.process.returncode}; "
+        f"end of {_shown(child.log_file)}:\n{child.log_tail()}"
+    )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, as a person would type it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

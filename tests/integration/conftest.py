@@ -1,8 +1,10 @@
 """Integration tests run against the real local services.
 
 The session fixture starts every service that is not already up, with the same infra code as
-`make up`, and stops at the end only what it started. Nothing is skipped for a missing service:
-if one cannot start, the session errors with that service's log.
+`make up`, and stops at the end only what it started. Under `make test` (`switchboard test`)
+they are up before pytest starts (their progress shown on the terminal), so it starts and stops
+nothing; run directly, pytest starts them here. Nothing is skipped for a missing service: if
+one cannot start, the session errors with that service's log.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ def _commands() -> set[str]:
 
 
 def test_only_working_commands_exist() -> None:
-    assert _commands() == {"worker", "web", "up", "down", "status", "run", "replay"}
+    assert _commands() == {"worker", "web", "up", "down", "status", "run", "replay", "test"}
 
 
 def test_web_accepts_each_service_and_all() -> None:
