@@ -4,6 +4,11 @@ messages.inbound + conversation.commands → agent.requests, messages.outbound,
 conversation.events. Key: conversation id. Side effects: the conversation and its messages in
 MongoDB (idempotent by id), the conversation-state table (the only writer).
 
+The only creator of conversations: a user's first message creates one on any channel, and so
+does an ``open`` command, which the applications service sends when a tenant's server starts a
+conversation without a message. Either way the document is inserted once (its id is the
+conversation's) and ``conversation.created`` is announced by the record whose insert made it.
+
 A user's message is taken only from an application of its own workspace, on a connected channel
 of that application and of the message's type (both read through Redis, once per batch); any
 other is dead-lettered before it changes anything.
@@ -29,6 +34,7 @@ from core.cached.channel_directory import ChannelDisconnected, UnknownChannel
 from core.clients.database import Document
 from core.errors import NotFound, PermissionDenied, SwitchboardError, ValidationFailed
 from streams.app import app
+from streams.contract import API_CHANNEL
 from streams.records import (
     AgentRequest,
     ConversationCommand,
@@ -81,8 +87,8 @@ def new_state(record: PipelineRecord) -> ConversationState:
     )
 
 
-def conversation_document(state: ConversationState) -> Document:
-    return {
+def conversation_document(state: ConversationState, contact_name: str = "") -> Document:
+    document: Document = {
         "_id": state.conversation_id,
         "conversation_id": state.conversation_id,
         "workspace_id": state.workspace_id,
@@ -92,6 +98,15 @@ def conversation_document(state: ConversationState) -> Document:
         "chat_id": state.chat_id,
         "mode": state.mode,
     }
+    if contact_name:
+        document["contact_name"] = contact_name
+    return document
+
+
+def contact_of(message: InboundMessage) -> str:
+    """Who a conversation this message opens is with, where the channel says: an API
+    conversation is one person's, whom the tenant's server names as the sender."""
+    return message.sender_name if message.channel == API_CHANNEL else ""
 
 
 async def _once_per_batch(
@@ -125,8 +140,8 @@ async def application_of(record: PipelineRecord, deps: PipelineDeps, batch: Batc
     )
 
 
-async def channel_of(record: InboundMessage, deps: PipelineDeps, batch: BatchScope) -> Document:
-    """The channel the message came in on, looked up once per batch; a refusal raises each time.
+async def channel_of(record: PipelineRecord, deps: PipelineDeps, batch: BatchScope) -> Document:
+    """The channel the record came in on, looked up once per batch; a refusal raises each time.
 
     The answer depends on every field the check compares, so they are all in the key.
     """
@@ -165,7 +180,7 @@ def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
         table[message.conversation_id] = state
 
     if fresh or redelivered:  # otherwise the conversation's document is known to exist
-        effects.conversation = conversation_document(state)
+        effects.conversation = conversation_document(state, contact_of(message))
         effects.on_created.append(
             event_of(message, "conversation.created", message.conversation_id, mode=state.mode)
         )
@@ -202,6 +217,29 @@ def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
             mode_epoch=state.epoch,
         )
         effects.sends.append(Send(agent_requests, message.conversation_id, request))
+    return effects
+
+
+def plan_open(command: ConversationCommand, table: StateTable) -> Effects:
+    """A conversation a tenant's server opened: created once, however often it is asked for.
+
+    A conversation that exists (opened before, or by its first message) is left as it is; a
+    redelivered ``open`` that created it tries the insert again, in case the crash came first.
+    """
+    state: ConversationState | None = table.get(command.conversation_id)
+    if state is not None and state.workspace_id != command.workspace_id:
+        raise PermissionDenied("command names a conversation of another workspace")
+    effects = Effects()
+    if state is None:
+        state = new_state(command)
+        state.remember(command.message_id)
+        table[command.conversation_id] = state
+    elif not state.seen(command.message_id):
+        return effects
+    effects.conversation = conversation_document(state, command.contact_name)
+    effects.on_created.append(
+        event_of(command, "conversation.created", command.conversation_id, mode=state.mode)
+    )
     return effects
 
 
@@ -291,6 +329,11 @@ class MessageProcess:
             await application_of(record, self.deps, batch)
             await channel_of(record, self.deps, batch)
             return plan_inbound(record, self.table)
+        if isinstance(record, ConversationCommand) and record.action == "open":
+            # Checked as a first message would be: its application, and the API's channel.
+            await application_of(record, self.deps, batch)
+            await channel_of(record, self.deps, batch)
+            return plan_open(record, self.table)
         if isinstance(record, ConversationCommand):
             return plan_command(record, self.table)
         raise ValidationFailed(f"{type(record).__name__} does not belong on this topic")

@@ -58,12 +58,17 @@ class InboundMessage(PipelineRecord, namespace="switchboard.InboundMessage"):
 
 
 class ConversationCommand(PipelineRecord, namespace="switchboard.ConversationCommand"):
-    """An operator's action on a conversation; ``message_id`` is the command id."""
+    """An operator's action on a conversation; ``message_id`` is the command id.
 
-    action: str = ""  # takeover, release, close, assign, reply
+    ``open`` is a tenant's server starting a conversation through the applications API: the
+    message-process agent creates it, as a first message would.
+    """
+
+    action: str = ""  # takeover, release, close, assign, reply; open
     operator_id: str = ""
     assignee_id: str = ""
     text: str = ""  # for reply
+    contact_name: str = ""  # for open: who the conversation is with, as the server names them
 
 
 class AgentRequest(PipelineRecord, namespace="switchboard.AgentRequest"):

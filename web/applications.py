@@ -2,9 +2,9 @@
 
 Operators (JWT) manage applications and keys; agents may read them, owners and admins change
 them. A server (``X-Api-Key``) opens a conversation on the ``api`` channel, whose channel id is
-the application's id, and may post its first message into the pipeline (``messages.inbound``,
-answered 202 after the broker's ack). Every change to an application invalidates the config the
-pipeline caches (``core.cached.applications``).
+the application's id, maybe with its first message: the handler only produces a record, and the
+message-process agent creates the conversation as it does for every channel. Every change to an
+application invalidates the config the pipeline caches (``core.cached.applications``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -26,8 +27,8 @@ from core.security.tokens import TokenService
 from core.settings import Settings
 from core.stores.application_store import ApplicationNotFound, ApplicationStore
 from core.stores.conversation_store import ConversationStore
-from streams.contract import API_CHANNEL, CONVERSATION_EVENTS, MESSAGES_INBOUND
-from streams.records import ConversationEvent, InboundMessage, encode
+from streams.contract import API_CHANNEL, CONVERSATION_COMMANDS, MESSAGES_INBOUND
+from streams.records import ConversationCommand, InboundMessage, encode
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
@@ -174,7 +175,13 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 async def new_conversation(request: web.Request) -> web.Response:
-    """Open (or find) the conversation of ``external_user_id`` and post ``text`` into it."""
+    """Open (or find) the conversation of ``external_user_id``, maybe posting ``text`` into it.
+
+    One record goes to the pipeline, whose message-process agent creates the conversation: the
+    first message (``messages.inbound``), or without one an ``open`` command
+    (``conversation.commands``). Answered 202 once the broker has it, with the conversation's
+    id, which is deterministic; the conversation is readable once the agent has taken the record.
+    """
     store = _store(request)
     application_id = request.match_info["id"]
     key = await store.live_key(request.headers.get(API_KEY_HEADER, "").strip())
@@ -187,67 +194,46 @@ async def new_conversation(request: web.Request) -> web.Response:
     await store.get(workspace_id, application_id)
     body = await parse_body(request, NewConversation)
     producer = request.app[PRODUCER]
-    await producer.ready()  # Kafka down: refused (503) before anything is stored
+    await producer.ready()  # Kafka down: refused (503) before anything is produced
     chat_id = body.external_user_id
     conversation_id = ids.conversation_id(API_CHANNEL, application_id, chat_id)
-    envelope: Document = {
+    envelope: dict[str, Any] = {
         "conversation_id": conversation_id,
         "workspace_id": workspace_id,
         "application_id": application_id,
         "channel": API_CHANNEL,
         "channel_id": application_id,
         "chat_id": chat_id,
+        "created_at": time.time(),
         "trace_id": uuid.uuid4().hex,
     }
     db = database(request.app[MONGO], request.app[SETTINGS])
-    created = conversation_id in await ConversationStore(db).create_conversations(
-        [_conversation_document(envelope, body.name)]
-    )
-    if created:
-        # The pipeline announces only conversations it creates itself: this one is announced here.
-        kind = "conversation.created"
-        event = ConversationEvent(
-            **envelope,
-            message_id=ids.event_id(conversation_id, kind),
-            created_at=time.time(),
-            type=kind,
-            subject_id=conversation_id,
-            mode="bot",
-        )
-        await producer.send(CONVERSATION_EVENTS, conversation_id, encode(event))
+    known = await ConversationStore(db).conversation(conversation_id, workspace_id) is not None
     answer: Document = {
         "conversation_id": conversation_id,
         "application_id": application_id,
         "channel": API_CHANNEL,
         "chat_id": chat_id,
-        "created": created,
+        "created": not known,  # as far as the database knew when the request was accepted
     }
-    if body.text is None:
-        return web.json_response(answer, status=201)
-    external_id = body.message_id or uuid.uuid4().hex
-    message = InboundMessage(
-        **envelope,
-        message_id=ids.inbound_message_id(API_CHANNEL, application_id, chat_id, external_id),
-        created_at=time.time(),
-        external_id=external_id,
-        sender_id=chat_id,
-        sender_name=body.name or "",
-        text=body.text,
-    )
-    await producer.send(MESSAGES_INBOUND, conversation_id, encode(message))
-    return web.json_response({**answer, "message_id": message.message_id}, status=202)
-
-
-def _conversation_document(envelope: Document, name: str | None) -> Document:
-    """The shape the message-process agent gives the conversations it creates."""
-    document: Document = {
-        "_id": envelope["conversation_id"],
-        **{key: value for key, value in envelope.items() if key != "trace_id"},
-        "mode": "bot",
-    }
-    if name:
-        document["contact_name"] = name
-    return document
+    if body.text is not None:
+        external_id = body.message_id or uuid.uuid4().hex
+        message = InboundMessage(
+            **envelope,
+            message_id=ids.inbound_message_id(API_CHANNEL, application_id, chat_id, external_id),
+            external_id=external_id,
+            sender_id=chat_id,
+            sender_name=body.name or "",
+            text=body.text,
+        )
+        await producer.send(MESSAGES_INBOUND, conversation_id, encode(message))
+        answer["message_id"] = message.message_id
+    elif not known:
+        opened = ConversationCommand(
+            **envelope, message_id=ids.new_id("cmd"), action="open", contact_name=body.name or ""
+        )
+        await producer.send(CONVERSATION_COMMANDS, conversation_id, encode(opened))
+    return web.json_response(answer, status=202)
 
 
 async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -264,6 +250,16 @@ async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
     except Exception as error:  # the service starts while MongoDB is down; /readyz says so
         log.warning("could not ensure the applications indexes: %s", error)
     yield
+
+
+NEW_CONVERSATION = (
+    "Accepted once Kafka has the request (202), with the conversation's id, which is the same "
+    "for every request about one `external_user_id`. The pipeline creates the conversation "
+    "(announced once as `conversation.created`) and stores `text` as its first message: both "
+    "are readable through `/api/conversations` a moment later, not at once. `created` is false "
+    "when the conversation already existed as the request was accepted. A repeated request "
+    "opens nothing twice, and one with the same `message_id` posts its message once."
+)
 
 
 def _operations() -> list[Operation]:
@@ -287,7 +283,7 @@ def _operations() -> list[Operation]:
         Operation("POST", "/api/apps/{id}/conversations",
                   "Start a conversation (server to server), maybe with its first message", tag,
                   status=202, body=NewConversation, errors=(400, 401, 404, 422, 503),
-                  security=API_KEY),
+                  security=API_KEY, description=NEW_CONVERSATION),
     ]  # fmt: skip
 
 

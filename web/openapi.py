@@ -45,6 +45,8 @@ class Operation:
     security: str | None = BEARER
     path_parameters: tuple[str, ...] = field(default=())
     body_required: bool = True
+    #: What the summary cannot say in a line (e.g. that the effect is eventual).
+    description: str = ""
 
     def parameters(self, schemas: dict[str, Any]) -> list[dict[str, Any]]:
         """Path and query parameters; models the query refers to go into ``schemas``."""
@@ -120,6 +122,8 @@ def document(operations: Iterable[Operation], *, version: str = "0.1.0") -> dict
             "responses": responses,
             "security": [{operation.security: []}] if operation.security else [],
         }
+        if operation.description:
+            entry["description"] = operation.description
         if operation.body is not None:
             entry["requestBody"] = {
                 "required": operation.body_required,

@@ -1,7 +1,8 @@
 """The applications API against the real FerretDB, Redis and Kafka, one fresh workspace per tenant.
 
 Operators are signed in with access tokens minted directly; records the new-conversation API
-produces are read back from Kafka by their key (the conversation id).
+produces are read back from Kafka by their key (the conversation id), and one test runs a real
+worker, whose message-process agent creates the conversations that API opens.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +27,10 @@ from core import ids
 from core.cached.applications import ApplicationDirectory, UnknownApplication
 from core.clients.database import Document
 from core.settings import Settings
-from streams.contract import CONTRACT, CONVERSATION_EVENTS, MESSAGES_INBOUND
-from streams.records import ConversationEvent, InboundMessage, decode
+from streams.contract import CONTRACT, CONVERSATION_COMMANDS, CONVERSATION_EVENTS, MESSAGES_INBOUND
+from streams.records import ConversationCommand, ConversationEvent, InboundMessage, decode
 from tests.integration.api_harness import Db, Tenant, new_tenant
+from tests.integration.pipeline_harness import Worker, running, send_all
 from web import applications
 
 Client = TestClient[web.Request, web.Application]
@@ -59,6 +62,7 @@ class Tail:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
+        self._read: list[ConsumerRecord[Any, Any]] = []
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
         )
@@ -79,13 +83,29 @@ class Tail:
     async def records(
         self, key: str, want: int, within_s: float = 15
     ) -> list[ConsumerRecord[Any, Any]]:
-        found: list[ConsumerRecord[Any, Any]] = []
+        return await self.until(key, lambda found: len(found) >= want, within_s)
+
+    async def until(
+        self,
+        key: str,
+        done: Callable[[list[ConsumerRecord[Any, Any]]], bool],
+        within_s: float = 15,
+    ) -> list[ConsumerRecord[Any, Any]]:
+        """Every record of ``key`` read since the block started, once ``done`` says that is
+        enough (or time is up)."""
         deadline = time.monotonic() + within_s
-        while len(found) < want and time.monotonic() < deadline:
+        while not done(found := [r for r in self._read if r.key == key.encode()]):
+            if time.monotonic() > deadline:
+                break
             batch = await self._consumer.getmany(timeout_ms=300)
             for records in batch.values():
-                found += [r for r in records if r.key == key.encode()]
+                self._read += records
         return found
+
+
+def _events(records: list[ConsumerRecord[Any, Any]], kind: str) -> list[ConversationEvent]:
+    events = [decode(r.value) for r in records]
+    return [e for e in events if isinstance(e, ConversationEvent) and e.type == kind]
 
 
 async def test_an_application_is_created_read_listed_updated_and_deleted(
@@ -257,7 +277,7 @@ async def test_an_api_key_is_shown_once_stored_hashed_and_revocable(
     body = {"external_user_id": "crm-42"}
     assert (
         await client.post(conversations, json=body, headers={"X-Api-Key": secret})
-    ).status == 201
+    ).status == 202
     for headers in ({}, {"X-Api-Key": "sbk_guessed"}, {"X-Api-Key": secret[:-1]}, tenant.headers):
         assert (await client.post(conversations, json=body, headers=headers)).status == 401
     # A key opens its own application only.
@@ -278,14 +298,14 @@ async def test_an_api_key_is_shown_once_stored_hashed_and_revocable(
     assert await db["api_keys"].count_documents({"application_id": created["id"]}) == 0
 
 
-async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
+async def test_a_new_conversation_is_one_record_for_the_pipeline(
     client: Client, settings: Settings, db: Db
 ) -> None:
     tenant = new_tenant(settings)
     created = await _create(client, tenant)
     app_id = created["id"]
     key = (await _new_key(client, tenant, app_id))["key"]
-    chat = f"crm-{uuid.uuid4().hex[:8]}"
+    chat, quiet = f"crm-{uuid.uuid4().hex[:8]}", f"crm-{uuid.uuid4().hex[:8]}"
     conversation_id = ids.conversation_id("api", app_id, chat)
     body = {
         "external_user_id": chat,
@@ -295,6 +315,7 @@ async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
     }
     async with (
         Tail(settings, MESSAGES_INBOUND) as inbound,
+        Tail(settings, CONVERSATION_COMMANDS) as commands,
         Tail(settings, CONVERSATION_EVENTS) as events,
     ):
         response = await client.post(
@@ -302,8 +323,18 @@ async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
         )
         assert response.status == 202, await response.text()
         answer = await response.json()
+        # Without text: an `open` command, for a conversation without a first message yet.
+        opened = await client.post(
+            f"{API}/{app_id}/conversations",
+            json={"external_user_id": quiet, "name": "Grace"},
+            headers={"X-Api-Key": key},
+        )
+        assert opened.status == 202, await opened.text()
+        quiet_id = (await opened.json())["conversation_id"]
         messages = await inbound.records(conversation_id, want=1)
-        announced = await events.records(conversation_id, want=1)
+        (open_record,) = await commands.records(quiet_id, want=1)
+        # The agent announces conversations, not this service: nothing of it reaches the feed.
+        announced = await events.records(conversation_id, want=1, within_s=3)
     message_id = ids.inbound_message_id("api", app_id, chat, "m-1")
     assert answer == {
         "conversation_id": conversation_id,
@@ -327,23 +358,22 @@ async def test_a_new_conversation_posts_its_first_message_into_the_pipeline(
         chat,
         "Ada",
     )
-    event = decode(announced[0].value)
-    assert isinstance(event, ConversationEvent)
-    assert event.type == "conversation.created"
-
-    conversation = await db["conversations"].find_one({"_id": conversation_id})
-    assert conversation is not None
-    assert (conversation["workspace_id"], conversation["channel"], conversation["mode"]) == (
+    command = decode(open_record.value)
+    assert isinstance(command, ConversationCommand)
+    assert (command.action, command.contact_name, command.workspace_id) == (
+        "open",
+        "Grace",
         tenant.workspace_id,
+    )
+    assert (command.conversation_id, command.channel, command.channel_id, command.chat_id) == (
+        ids.conversation_id("api", app_id, quiet),
         "api",
-        "bot",
+        app_id,
+        quiet,
     )
-    # The same user again, without text: the conversation exists, nothing is produced.
-    again = await client.post(
-        f"{API}/{app_id}/conversations", json={"external_user_id": chat}, headers={"X-Api-Key": key}
-    )
-    assert again.status == 201
-    assert (await again.json())["created"] is False
+    assert announced == []
+    # The handler writes no conversation: with no worker running, none exists yet.
+    assert await db["conversations"].count_documents({"application_id": app_id}) == 0
 
 
 async def test_a_new_conversation_with_bad_input_stores_and_sends_nothing(
@@ -353,15 +383,111 @@ async def test_a_new_conversation_with_bad_input_stores_and_sends_nothing(
     app_id = (await _create(client, tenant))["id"]
     headers = {"X-Api-Key": (await _new_key(client, tenant, app_id))["key"]}
     url = f"{API}/{app_id}/conversations"
-    malformed = await client.post(
-        url, data=b"{", headers={**headers, "Content-Type": "application/json"}
+    conversation_id = ids.conversation_id("api", app_id, "u")
+    async with (
+        Tail(settings, MESSAGES_INBOUND) as inbound,
+        Tail(settings, CONVERSATION_COMMANDS) as commands,
+    ):
+        malformed = await client.post(
+            url, data=b"{", headers={**headers, "Content-Type": "application/json"}
+        )
+        assert malformed.status == 400
+        assert (await malformed.json())["error"]["code"] == "malformed_json"
+        for body in (
+            {},
+            {"external_user_id": 7},
+            {"external_user_id": "u", "text": ""},
+            {"external_user_id": "u", "name": "x" * 201},
+            {"external_user_id": "u", "colour": "red"},
+        ):
+            response = await client.post(url, json=body, headers=headers)
+            assert response.status == 422, body
+            assert (await response.json())["error"]["details"]
+        assert await db["conversations"].count_documents({"application_id": app_id}) == 0
+        # Then good requests for the same user: the first record on each topic is theirs.
+        opened = await client.post(
+            url, json={"external_user_id": "u", "name": "Good"}, headers=headers
+        )
+        posted = await client.post(
+            url, json={"external_user_id": "u", "text": "hi"}, headers=headers
+        )
+        assert (opened.status, posted.status) == (202, 202)
+        first_command = decode((await commands.records(conversation_id, want=1))[0].value)
+        first_message = decode((await inbound.records(conversation_id, want=1))[0].value)
+    assert isinstance(first_command, ConversationCommand)
+    assert (first_command.action, first_command.contact_name) == ("open", "Good")
+    assert first_message.message_id == (await posted.json())["message_id"]
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    """A pipeline worker (its AI stage off): its message-process agent creates conversations."""
+    with running(Worker(tmp_path, "apps-worker")) as started:
+        yield started
+
+
+async def test_the_pipeline_creates_a_repeatedly_opened_conversation_once(
+    client: Client, settings: Settings, db: Db, worker: Worker
+) -> None:
+    tenant = new_tenant(settings)
+    app_id = (await _create(client, tenant))["id"]
+    headers = {"X-Api-Key": (await _new_key(client, tenant, app_id))["key"]}
+    url = f"{API}/{app_id}/conversations"
+    chat = f"crm-{uuid.uuid4().hex[:8]}"
+    conversation_id = ids.conversation_id("api", app_id, chat)
+
+    async def post(**body: Any) -> Document:
+        response = await client.post(url, json={"external_user_id": chat, **body}, headers=headers)
+        assert response.status == 202, await response.text()
+        answer: Document = await response.json()
+        assert answer["conversation_id"] == conversation_id
+        return answer
+
+    async with Tail(settings, CONVERSATION_EVENTS) as events:
+        first = await post(name="Ada")
+        await post(name="Ada")  # the server repeats itself before the pipeline has the first
+        # An operator's command after both on the same partition: once it is applied, so are they.
+        sentinel = ConversationCommand(
+            message_id=ids.new_id("cmd"),
+            conversation_id=conversation_id,
+            workspace_id=tenant.workspace_id,
+            application_id=app_id,
+            channel="api",
+            channel_id=app_id,
+            chat_id=chat,
+            action="assign",
+        )
+        await send_all(settings, CONVERSATION_COMMANDS, [sentinel])
+        await events.until(conversation_id, lambda r: bool(_events(r, "conversation.assigned")))
+        # Its first message, twice with the client's id, then one more to know both were taken.
+        posted = [await post(text="Where is my order?", message_id="m-1") for _ in range(2)]
+        last = await post(text="Any news?", message_id="m-2")
+
+        def has_last(records: list[ConsumerRecord[Any, Any]]) -> bool:
+            return any(
+                e.subject_id == last["message_id"] for e in _events(records, "message.created")
+            )
+
+        seen = await events.until(conversation_id, has_last, within_s=30)
+    assert first["created"] is True
+    assert {p["created"] for p in posted} == {False}, "the pipeline had created it by then"
+    assert posted[0]["message_id"] == posted[1]["message_id"]
+    assert has_last(seen), "the worker did not take the last message"
+    (created,) = _events(seen, "conversation.created")
+    assert (created.subject_id, created.mode) == (conversation_id, "bot")
+    conversations = await db["conversations"].find({"application_id": app_id}).to_list()
+    assert [c["_id"] for c in conversations] == [conversation_id]
+    (conversation,) = conversations
+    assert (conversation["workspace_id"], conversation["channel"], conversation["mode"]) == (
+        tenant.workspace_id,
+        "api",
+        "bot",
     )
-    assert malformed.status == 400
-    for body in ({}, {"external_user_id": 7}, {"external_user_id": "u", "text": ""}):
-        response = await client.post(url, json=body, headers=headers)
-        assert response.status == 422, body
-        assert (await response.json())["error"]["details"]
-    assert await db["conversations"].count_documents({"application_id": app_id}) == 0
+    assert conversation["contact_name"] == "Ada"
+    messages = await db["messages"].find({"conversation_id": conversation_id}).to_list()
+    assert sorted((m["_id"], m["seq"]) for m in messages) == sorted(
+        [(posted[0]["message_id"], 1), (last["message_id"], 2)]
+    ), "the first message is the conversation's first, stored once"
 
 
 async def test_the_pipelines_cached_config_follows_every_change(
