@@ -160,7 +160,8 @@ def follow_up(turn: Turn) -> tuple[str, str]:
 class AIStage:
     def __init__(self, deps: PipelineDeps, models: Models | None = None) -> None:
         self.deps = deps
-        self.models = models or Models()
+        # On the deps' model thread, which the worker closes with its model clients at shutdown.
+        self.models = models or Models(thread=deps.models)
 
     async def handle(self, event: Any) -> None:
         """One request, start to end; failures end in the dead-letter topic, never escape."""

@@ -6,11 +6,15 @@ each turn grows long and Faust's intake slows to the rate of loop turns: records
 1.5 s before their agent saw them, at about 100 answers a second. On a loop of their own the
 calls no longer lengthen the worker's turns; the worker's loop only hands requests over and
 takes completions back.
+
+Model clients are made on the thread's loop, which their connections bind to, so they are
+closed there too: ``stop`` (or ``close``, from a loop) closes every one, then ends the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
@@ -20,15 +24,21 @@ from core.ai.llm import ChatModel, Completion, Message, OnDelta, ToolSpec
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+#: How long closing the models may take before the thread is stopped regardless.
+CLOSE_TIMEOUT_S = 10.0
+
 
 class ModelThread:
-    """One daemon thread running an event loop; started on first use."""
+    """One daemon thread running an event loop; started on first use, ended by ``stop``."""
 
     def __init__(self, name: str = "switchboard-models") -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._models: list[ChatModel] = []
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -56,15 +66,55 @@ class ModelThread:
             future.cancel()
             raise
 
-    def stop(self) -> None:
-        """Stop the loop and close it (a worker's thread simply ends with the process)."""
+    async def make(self, make: Callable[[], ChatModel]) -> ChatModel:
+        """``make()`` called on the thread's loop, which its client binds to; closed by ``stop``."""
+        model = await self.run(_made(make))
         with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
+            self._models.append(model)
+        return model
+
+    def stop(self) -> None:
+        """Cancel the calls still running, close every model made here, then end the loop.
+
+        Blocks until done (at most twice ``CLOSE_TIMEOUT_S``); from a loop, ``await close()``.
+        """
+        with self._lock:
+            loop, thread, models = self._loop, self._thread, self._models
+            self._loop, self._thread, self._models = None, None, []
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(_wind_down(models), loop).result(CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("model clients not closed within %gs", CLOSE_TIMEOUT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=CLOSE_TIMEOUT_S)
+        if thread.is_alive():
+            log.warning("the model thread did not stop within %gs", CLOSE_TIMEOUT_S)
+        else:
             loop.close()
+
+    async def close(self) -> None:
+        """``stop`` without blocking the caller's loop."""
+        await asyncio.to_thread(self.stop)
+
+
+async def _made(make: Callable[[], ChatModel]) -> ChatModel:
+    return make()
+
+
+async def _wind_down(models: Sequence[ChatModel]) -> None:
+    """On the model thread: cancel what still runs there, then close every model's client."""
+    this = asyncio.current_task()
+    running = [task for task in asyncio.all_tasks() if task is not this]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    outcomes = await asyncio.gather(*(m.close() for m in models), return_exceptions=True)
+    for model, outcome in zip(models, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            log.warning("could not close the client of %s: %r", model.label, outcome)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class ThreadedModel:
@@ -79,11 +129,7 @@ class ThreadedModel:
 
     async def _inner(self) -> ChatModel:
         if self._model is None:
-
-            async def build() -> ChatModel:
-                return self._make()  # created on the thread's loop, which its client binds to
-
-            self._model = await self._thread.run(build())
+            self._model = await self._thread.make(self._make)
         return self._model
 
     @property
