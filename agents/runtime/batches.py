@@ -19,16 +19,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
-
-from faust.streams import _current_event
 
 from agents.runtime.failures import GaveUp, dead_letter, with_retries
 from streams.faust_fixes import skips
 from streams.faust_fixes.continuity import OffsetContinuity
+from streams.faust_fixes.current_event import as_current
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +63,6 @@ class BatchScope:
 class Planned(Generic[P]):
     event: Any
     plan: P
-
-
-@contextlib.contextmanager
-def as_current(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event: a table writes its changelog to that partition."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 async def run_batches(stream: Any, stage: BatchStage[P], consumer: Any) -> None:
