@@ -1,4 +1,13 @@
-"""A guard against records a Faust stream skips across a rebalance."""
+"""The offset guard: a hole in a partition's offsets is rewound, never committed past.
+
+Across a rebalance Faust can skip a record within one consumer generation, and its consumer
+then commits past it (a gap in its read offsets counts as acked, and so may the skipped record);
+the guard drops what follows the hole, forgets Faust's acks and gap from the hole on
+(``Consumer._acked``, ``_acked_index``, ``_gap``), holds ``Consumer._read_offset`` open and
+seeks back with ``seek_wait`` (docs/faust.md). No upstream issue found for the hole (the skip
+comes from faust-streaming#223); without it this test fails:
+tests/unit/streams/faust_fixes/test_continuity.py::test_faust_commits_no_further_than_the_hole
+"""
 
 from __future__ import annotations
 
@@ -24,14 +33,10 @@ class OffsetContinuity:
     """Keeps each partition's records gap-free within one consumer generation.
 
     The contract's topics are neither compacted nor transactional, so the offsets of a partition
-    the worker keeps arrive one after the other. Across a rebalance faust-streaming 0.15.3 can
-    skip a record anyway: its stream drops any record that reaches it while flow control is
-    paused or that carries an older generation (seen here: offset 45,711 went missing between
-    45,710 and 45,712 of the same new generation; once, under repeated SIGKILLs, 26 records of
-    one partition were never processed). So a hole is refused: the records after it are dropped
-    unacked, Faust's acks and gap for the partition are forgotten, its read offset is held open
-    (``streams.faust_fixes.read_offsets``: otherwise the records fetched before the seek move it
-    past the hole again, and Faust drops the refetched ones), and it is sought back to the hole.
+    the worker keeps arrive one after the other, and a hole means Faust skipped a record. The
+    records after it are dropped unacked, Faust's acks and gap for the partition from the hole
+    on are forgotten, its read offset is held open (``streams.faust_fixes.read_offsets``), and
+    it is sought back to the hole.
 
     The refetched record can be skipped again (flow control is still paused, say): when the
     partition's offsets start over without it, it is rewound again, rather than waiting for a

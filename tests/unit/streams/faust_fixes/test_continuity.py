@@ -1,3 +1,6 @@
+"""The offset guard: on Faust's own consumer (what it edits decides what Faust commits), and
+its bookkeeping on a recording consumer."""
+
 from __future__ import annotations
 
 import logging
@@ -5,11 +8,55 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from faust.events import Event as FaustEvent
+from faust.types import TP as FaustTP
 
+from streams.faust_fixes import read_offsets
 from streams.faust_fixes.continuity import RESEEK_AFTER_S, OffsetContinuity
 from streams.faust_fixes.read_offsets import ReadOffsets
+from tests.unit.streams.faust_fixes.harness import FaustHarness, messages
 
 TP = "messages.inbound/0"
+OUTBOUND = FaustTP("test.outbound", 2)
+
+
+def _commit(consumer: Any, tp: FaustTP) -> int | None:
+    """What Faust's next commit of ``tp`` would write (``Consumer._new_offset``), recorded as
+    committed the way a successful commit records it."""
+    offset: int | None = consumer._new_offset(tp)
+    if offset is not None:
+        consumer._committed_offset[tp] = offset
+    return offset
+
+
+async def test_faust_commits_no_further_than_the_hole(harness: FaustHarness) -> None:
+    read_offsets.install()
+    await harness.acking(OUTBOUND.topic)
+    skipped_by_the_stream = {12, 13}  # once each, acked as Faust's pure-Python stream acks them
+    admitted: list[int] = []
+
+    async def stream_and_agent(message: Any) -> None:
+        event = FaustEvent(harness.app, message.key, message.value, message.headers, message)
+        if message.offset in skipped_by_the_stream:
+            skipped_by_the_stream.discard(message.offset)
+            event.ack()
+            return
+        for done in await guard.admit([event]):
+            admitted.append(done.message.offset)
+            event.ack()  # the agent's ack, once its writes are done
+
+    consumer = harness.consumer(stream_and_agent)
+    harness.app.consumer = consumer
+    guard = OffsetContinuity("test", consumer)
+    # 14 and 15 never came: Faust marks 14-16 as a gap, which its commit counts as acked.
+    await harness.drain(consumer, [messages(OUTBOUND, 10, 11, 12, 13, 16)])
+    assert admitted == [10, 11]
+    assert harness.kafka.seeks == [(OUTBOUND, 12)]
+    assert _commit(consumer, OUTBOUND) == 12, "not past 12 and 13, which Faust acked unprocessed"
+    await harness.drain(consumer, [messages(OUTBOUND, 12, 13, 14, 15)])  # the refetch, in part
+    assert admitted == [10, 11, 12, 13, 14, 15]
+    # Faust's old gap, had it stayed, would have counted 16 as done as well.
+    assert [_commit(consumer, OUTBOUND), _commit(consumer, OUTBOUND)] == [16, None]
 
 
 @dataclass
