@@ -16,12 +16,17 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
     from streams.admin import create_topics
     from streams.app import configure
+    from streams.faust_fixes import FaustMismatch
     from streams.worker import Worker
 
+    try:
+        app = configure(settings)  # first: a worker that will not start creates no topics
+    except FaustMismatch as mismatch:
+        print(f"error: {mismatch}", file=sys.stderr)
+        return 1
     created = asyncio.run(create_topics(settings))
     if created:
         print(f"created topics: {', '.join(created)}", flush=True)
-    app = configure(settings)
     worker = Worker(app, loglevel=args.loglevel or settings.log_level)
     # The model SDK's HTTP client logs every request at INFO: a line per model call is noise
     # in a worker's log, and writing it cost 4% of a busy worker's time.

@@ -12,7 +12,7 @@ import faust
 from yarl import URL
 
 from core.settings import Settings
-from streams.faust_fixes import changelog, intake, read_offsets, skips
+from streams.faust_fixes import install_all
 
 APP_ID = "switchboard"
 
@@ -59,13 +59,13 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 
 def configure(settings: Settings) -> faust.App:
-    """Apply ``settings`` to the app; call once, before the worker starts."""
+    """Apply ``settings`` to the app; call once, before the worker starts.
+
+    Raises ``streams.faust_fixes.FaustMismatch`` when the installed Faust is not the one its
+    fixes were written for: the worker must not start then.
+    """
+    install_all(settings)
     for name, value in faust_options(settings).items():
         setattr(app.conf, name, value)
     app.switchboard_settings = settings  # type: ignore[attr-defined]  # for agents.runtime.context
-    if settings.worker_inline_intake:
-        intake.install()
-    changelog.install()
-    read_offsets.install()
-    skips.install()
     return app
