@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_base_port: int = Field(default=8100, ge=1, le=65535 - len(SERVICES))
     readiness_timeout: float = Field(default=2.0, gt=0)
+    # Proxies whose X-Forwarded-For is believed (comma-separated addresses or CIDRs): the
+    # gateway's. Requests from anywhere else are throttled by their own address.
+    trusted_proxies: str = "127.0.0.1,::1"
 
     # The gateway and the static file server.
     gateway_host: str = "127.0.0.1"

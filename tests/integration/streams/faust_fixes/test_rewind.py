@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -62,7 +63,9 @@ async def topic(settings: Settings) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def test_a_skipped_record_is_fetched_again_from_kafka(settings: Settings, topic: str) -> None:
+async def test_a_skipped_record_is_fetched_again_from_kafka(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
     intake.install()  # as a worker runs by default
     read_offsets.install()
     skips.install()
@@ -70,6 +73,7 @@ async def test_a_skipped_record_is_fetched_again_from_kafka(settings: Settings, 
         f"test-faust-fixes-rewind-{uuid.uuid4().hex[:8]}",
         broker=settings.kafka_url,
         store="memory://",
+        datadir=tmp_path,  # Faust writes its app directory even with a memory store
         web_enabled=False,
         topic_partitions=1,
         # A small stream buffer, and an agent that takes a moment a record, keep Faust's fetch
