@@ -11,7 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.security.local_secrets import LocalSecretsSource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +49,8 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_secure: bool = False
 
-    # Secrets. The defaults are for local development only.
+    # Secrets. The defaults are published: only the local stack may run with them
+    # (core/security/default_secrets.py), and it generates its own on the first run.
     jwt_secret: SecretStr = SecretStr("local-development-jwt-secret-change-me")
     encryption_key: SecretStr = SecretStr("local-development-encryption-key-change-me")
     access_token_ttl_s: int = Field(default=900, ge=30, le=24 * 3600)
@@ -109,6 +112,20 @@ class Settings(BaseSettings):
     versitygw_version: str = "v1.8.0"
 
     log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the local stack's generated secrets (``state_dir``)."""
+        above = (init_settings, env_settings, dotenv_settings)
+        local = LocalSecretsSource(settings_cls, above)
+        return (*above, local, file_secret_settings)
 
     def service_port(self, service: str) -> int:
         """The port a web service listens on."""

@@ -329,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
+    if args.command != "down":  # stopping what was started is always allowed
+        from core.security.default_secrets import DefaultSecret, refuse_defaults
+
+        try:
+            refuse_defaults(settings)
+        except DefaultSecret as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         code: int = args.handler(settings, args)
     except ValueError as error:

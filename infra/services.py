@@ -88,6 +88,11 @@ class LocalService:
     def healthy(self) -> bool:
         raise NotImplementedError
 
+    def conflict(self) -> str | None:
+        """Why the server answering on this address cannot serve these settings, if it can't
+        (e.g. it was started with other credentials); None if nothing answers, or it can."""
+        return None
+
     def after_start(self, progress: Progress) -> None:
         """One-time set-up that needs the running server (e.g. the S3 bucket)."""
 
@@ -434,6 +439,22 @@ class VersityS3(LocalService):
             return True
         except Exception:
             return False
+
+    def conflict(self) -> str | None:
+        # Before the local stack had its own secrets, S3 was started with the published ones.
+        if not _port_open(self.settings.s3_port, self.settings.s3_endpoint.rsplit(":", 1)[0]):
+            return None
+        from minio.error import S3Error
+
+        from core.clients.storage import new_minio
+
+        try:
+            new_minio(self.settings, timeout=2).list_buckets()
+        except S3Error as error:
+            return f"refuses the settings' S3 keys ({error.code}): it runs with other ones"
+        except Exception:
+            return None
+        return None
 
     def after_start(self, progress: Progress) -> None:
         from core.clients.storage import new_minio

@@ -51,7 +51,11 @@ def select(settings: Settings, names: Iterable[str] = ()) -> list[LocalService]:
 
 
 def ensure_up(service: LocalService, step: str = "") -> bool:
-    """Install if needed, then start and wait until healthy. Returns True if it started it."""
+    """Install if needed, then start and wait until healthy. Returns True if it started it.
+
+    A server of ours that answers but cannot serve these settings (S3 started with other keys)
+    is restarted with them; one that Switchboard did not start is refused, never stopped.
+    """
     label = f"{step}{service.name}"
 
     def progress(message: str) -> None:
@@ -60,6 +64,16 @@ def ensure_up(service: LocalService, step: str = "") -> bool:
     if service.healthy():
         progress(f"already up on {service.address}")
         return False
+    conflict = service.conflict()
+    if conflict and service.process.pid() is not None:
+        progress(f"{conflict}; restarting it")
+        service.process.stop()
+        conflict = service.conflict()  # still answering: what we stopped was not it
+    if conflict:
+        raise StartError(
+            f"{service.name} on {service.address} {conflict}, and Switchboard did not start it: "
+            "stop it, or give the settings its keys"
+        )
     if not service.installed():
         began = time.monotonic()
         service.install(progress)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
+from core.security.default_secrets import DefaultSecret, off_local_stack, refuse_defaults
 from core.settings import PROJECT_ROOT, SERVICES, Settings
 from infra.services import Traefik
 
@@ -266,6 +267,20 @@ def test_secrets_have_no_default(services: dict[str, Any]) -> None:
             assert _REQUIRED.match(str(env.get(variable))), (
                 f"{name}: {variable} must be ${{VAR:?message}}, not {env.get(variable)!r}"
             )
+
+
+def test_the_deployment_is_not_the_local_stack(services: dict[str, Any], tmp_path: Path) -> None:
+    """So a Switchboard process there refuses to start with a published default secret."""
+    for name in SWITCHBOARD:
+        fixed = {
+            variable.removeprefix("SWITCHBOARD_").lower(): value
+            for variable, value in _environment(services[name]).items()
+            if variable.startswith("SWITCHBOARD_") and value and not str(value).startswith("${")
+        }
+        deployed = Settings(**fixed, state_dir=tmp_path)
+        assert off_local_stack(deployed), name
+        with pytest.raises(DefaultSecret):
+            refuse_defaults(deployed)
 
 
 def test_each_web_service_listens_on_its_settings_port(
