@@ -15,6 +15,13 @@ function.calls (``agents.function_call`` runs them) and the turn continues with 
 from function.results, round after round, within the turn's bounds (tool rounds, tokens, time);
 a turn cut short by a bound ends with a polite reply. A handoff or close the tools accepted
 rides on the answer (``then_action``) and takes effect once the answer is delivered.
+
+Models: a chatbot's model is resolved under ``core.ai.model_policy`` (the platform's key only
+with the platform's URL, its models and caps; a tenant's URL through the egress guard); a model
+the rules refuse fails the turn with the fallback reply and the reason. Clients are kept per
+distinct config, the least recently used closed beyond ``ai_max_model_clients``. Budgets: a
+workspace or application whose model tokens for the UTC day are spent gets a short reply
+without a model call, and operators a ``budget.exceeded`` event.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,11 +54,15 @@ from core.ai.llm import (
     ToolCall,
     ToolSpec,
 )
+from core.ai.model_policy import ModelPolicy, ModelRefused, RefusedModel
 from core.ai.model_thread import ModelThread, ThreadedModel
 from core.ai.prompts import turn_messages
 from core.ai.tools import CONVERSATION_ACTIONS
 from core.ai.turns import LIMIT_REPLY, ToolOutcome, TurnBounds, TurnResult, run_turn
+from core.security.egress import EgressRefused
 from core.security.secrets import PREFIX as SEALED
+from core.settings import Settings
+from core.stores.token_budget import BudgetSpent, TokenBudget
 from streams.app import app
 from streams.contract import WEB_CHANNEL
 from streams.faust_fixes import skips
@@ -61,6 +73,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "ai-agent"
 FALLBACK_REPLY = "Sorry, I cannot answer right now. A member of our team will get back to you."
+BUDGET_REPLY = "Sorry, we cannot answer more messages today. Please try again tomorrow."
 #: How long the mark of an answered request is kept: far longer than a redelivery can take.
 ANSWERED_TTL_S = 7 * 24 * 3600
 #: Model failures worth another try; anything else goes straight to the fallback reply.
@@ -79,27 +92,50 @@ def answered_key(request_id: str) -> str:
 
 @dataclass
 class Models:
-    """One client per distinct model configuration, shared by every turn that uses it."""
+    """One client per distinct model configuration, shared by every turn that uses it.
+
+    At most ``max_clients`` are kept (tenants can make as many configs as they like): the
+    least recently used is dropped and its client closed once its calls have ended.
+    """
 
     demo: ChatModel = field(default_factory=DemoChatModel)
     #: Model calls run on a loop of their own (``core.ai.model_thread``).
     thread: ModelThread = field(default_factory=ModelThread)
-    _clients: dict[ModelSettings, ThreadedModel] = field(default_factory=dict)
+    max_clients: int = 64
+    make_client: Callable[[ModelSettings], ChatModel] = OpenAIChatModel
+    _clients: OrderedDict[ModelSettings, ThreadedModel] = field(default_factory=OrderedDict)
+    _policy: tuple[Settings, ModelPolicy] | None = None
 
-    def for_chatbot(self, chatbot: Mapping[str, Any], deps: PipelineDeps) -> ChatModel:
+    def _policy_for(self, settings: Settings) -> ModelPolicy:
+        if self._policy is None or self._policy[0] is not settings:
+            self._policy = (settings, ModelPolicy(settings))
+        return self._policy[1]
+
+    def for_chatbot(
+        self, chatbot: Mapping[str, Any], deps: PipelineDeps, workspace_id: str = ""
+    ) -> ChatModel:
         llm: Mapping[str, Any] = chatbot.get("llm") or {}
         sealed = llm.get("api_key")
         if isinstance(sealed, str) and sealed.startswith(SEALED):
             # The chatbots service stores the key sealed; it is opened only to make the call.
             llm = {**llm, "api_key": deps.secrets.open(sealed)}
-        settings = ModelSettings.resolve(llm, deps.settings)
+        try:
+            settings = self._policy_for(deps.settings).resolve(llm, workspace_id)
+        except ModelRefused as refused:
+            label = str(llm.get("model") or deps.settings.llm_model or "refused")
+            return RefusedModel(label, refused)
         if settings is None:
             return self.demo
         client = self._clients.get(settings)
-        if client is None:
-            client = self._clients[settings] = ThreadedModel(
-                self.thread, functools.partial(OpenAIChatModel, settings), settings.model
-            )
+        if client is not None:
+            self._clients.move_to_end(settings)
+            return client
+        client = self._clients[settings] = ThreadedModel(
+            self.thread, functools.partial(self.make_client, settings), settings.model
+        )
+        while len(self._clients) > self.max_clients:
+            _, evicted = self._clients.popitem(last=False)
+            evicted.retire()
         return client
 
 
@@ -161,7 +197,10 @@ class AIStage:
     def __init__(self, deps: PipelineDeps, models: Models | None = None) -> None:
         self.deps = deps
         # On the deps' model thread, which the worker closes with its model clients at shutdown.
-        self.models = models or Models(thread=deps.models)
+        self.models = models or Models(
+            thread=deps.models, max_clients=deps.settings.ai_max_model_clients
+        )
+        self.budget = TokenBudget(deps.redis, deps.settings)
 
     async def handle(self, event: Any) -> None:
         """One request, start to end; failures end in the dead-letter topic, never escape."""
@@ -173,7 +212,11 @@ class AIStage:
             return
         application = await self.deps.applications.get(request.application_id, request.workspace_id)
         chatbot: Mapping[str, Any] = application.get("chatbot") or {}
-        model = self.models.for_chatbot(chatbot, self.deps)
+        spent = await self.budget.spent(request.workspace_id, request.application_id, application)
+        if spent is not None:
+            await self._over_budget(request, spent)
+            return
+        model = self.models.for_chatbot(chatbot, self.deps, request.workspace_id)
         tools, _ = await self.deps.tools.offered(chatbot, request.workspace_id)
         turn = Turn(
             model=model.label,
@@ -222,7 +265,33 @@ class AIStage:
                 prompt_tokens=turn.result.prompt_tokens,
                 completion_tokens=turn.result.completion_tokens,
             )
+            if model is not self.models.demo:
+                await self.budget.spend(
+                    request.request_id,
+                    request.workspace_id,
+                    request.application_id,
+                    turn.result.prompt_tokens + turn.result.completion_tokens,
+                )
         await redis.set(answered_key(request.request_id), b"1", ex=ANSWERED_TTL_S)
+
+    async def _over_budget(self, request: AgentRequest, spent: BudgetSpent) -> None:
+        """Answer without the model, and tell operators which budget is spent."""
+        answer = bot_answer(request, BUDGET_REPLY, created_at=time.time())
+        await publish_all(
+            [
+                Send(messages_outbound, request.conversation_id, answer),
+                event_of(request, "budget.exceeded", request.request_id, data=spent.event_data()),
+            ]
+        )
+        log.info(
+            "%s: %s %s tokens_per_day spent (%d of %d)",
+            STAGE,
+            spent.scope,
+            request.application_id if spent.scope == "application" else request.workspace_id,
+            spent.used,
+            spent.limit,
+        )
+        await self.deps.redis.set(answered_key(request.request_id), b"1", ex=ANSWERED_TTL_S)
 
     async def _run(
         self, request: AgentRequest, model: ChatModel, turn: Turn, bounds: TurnBounds
@@ -243,6 +312,8 @@ class AIStage:
             turn.failure = f"no answer within {self.deps.settings.ai_turn_timeout_s:g}s"
         except ModelFailed as failed:
             turn.failure = str(failed)
+        except (ModelRefused, EgressRefused) as refused:
+            turn.failure = f"model refused: {refused.message}"
 
     async def _complete(
         self,

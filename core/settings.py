@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
+    # What a tenant may ask of the platform's model (README, "The platform's model key"): the
+    # models a chatbot may name there (comma-separated; empty: only llm_model), more models per
+    # workspace (JSON: {"<workspace id>": ["model", ...]}), and the most max_tokens per call.
+    llm_platform_models: str = ""
+    llm_workspace_models: dict[str, list[str]] = Field(default_factory=dict)
+    llm_platform_max_tokens: int = Field(default=4_096, ge=1)
+    # Networks a tenant's own model URL may reach although not public (comma-separated CIDRs).
+    llm_allow_networks: str = ""
 
     # Base URLs of external platform APIs, so tests can point them at local fakes.
     telegram_api_base: str = "https://api.telegram.org"
@@ -79,6 +87,11 @@ class Settings(BaseSettings):
     ai_turn_timeout_s: float = Field(default=60.0, gt=0)  # a whole turn, retries included
     ai_max_tool_rounds: int = Field(default=4, ge=0)  # rounds of tool calls in one turn
     ai_turn_token_budget: int = Field(default=16_000, ge=1)  # tokens over a turn's model calls
+    ai_max_model_clients: int = Field(default=64, ge=1)  # model clients kept open per worker
+    # Model tokens a day (UTC) per workspace and per application (an application's
+    # budget.tokens_per_day overrides the latter, up to the workspace's).
+    workspace_tokens_per_day: int = Field(default=2_000_000, ge=0)
+    application_tokens_per_day: int = Field(default=1_000_000, ge=0)
     # Tenant HTTP tools: networks they may reach beyond the public internet (comma-separated
     # CIDRs, for self-hosters whose tools live on a private network), and their limits.
     tool_allow_networks: str = ""

@@ -2,7 +2,11 @@
 
 A chatbot's model API key is sealed with the settings' encryption key before it is stored and
 is never returned: a chatbot shows ``llm.has_api_key``. Every change invalidates the configs the
-pipeline caches of the applications using the chatbot.
+pipeline caches of the applications using the chatbot. A chatbot's model is checked when saved
+as the AI stage checks it when called (``core.ai.model_policy``): its own base_url needs its
+own api_key (422 ``model_refused``) and must pass the egress guard (403
+``model_endpoint_refused``); on the platform's model, only the models and max_tokens the
+operator offers (422 ``model_refused``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import Field, field_validator
 
+from core.ai.model_policy import ModelPolicy
 from core.ai.tools import BUILTINS
 from core.cached.applications import ApplicationDirectory
 from core.clients.database import Document
@@ -26,7 +31,7 @@ from core.stores.chatbot_store import ChatbotStore, ToolStore
 from web import tools
 from web.auth import TOKENS, principal
 from web.health import Dependency
-from web.keys import REDIS
+from web.keys import REDIS, SETTINGS
 from web.openapi import Operation
 from web.service import request_db, secret_box, service_app
 from web.validation import StrictBody, not_null, parse_body
@@ -104,6 +109,13 @@ async def _check_tool_names(request: web.Request, workspace_id: str, names: list
         raise ValidationFailed("the chatbot names tools that do not exist", details=details)
 
 
+async def _check_llm(request: web.Request, workspace_id: str, llm: Mapping[str, Any]) -> None:
+    """Refuse a model config the AI stage would refuse to call (the whole config, as stored)."""
+    policy = ModelPolicy(request.app[SETTINGS])
+    policy.check(llm, workspace_id)
+    await policy.check_endpoint(llm)
+
+
 def _sealed_llm(box: SecretBox, llm: Mapping[str, Any]) -> dict[str, Any]:
     """The llm fields to store, the API key sealed."""
     stored = dict(llm)
@@ -137,6 +149,7 @@ async def create_chatbot(request: web.Request) -> web.Response:
     body = await parse_body(request, ChatbotCreate)
     if body.tools is not None:
         await _check_tool_names(request, caller.workspace_id, body.tools)
+    await _check_llm(request, caller.workspace_id, body.llm.model_dump(exclude_none=True))
     fields = new_chatbot_fields(body, secret_box(request))
     created = await ChatbotStore(request_db(request)).create(caller.workspace_id, fields)
     return web.json_response(_chatbot_view(created), status=201)
@@ -166,6 +179,12 @@ async def update_chatbot(request: web.Request) -> web.Response:
         to_unset += [f"llm.{key}" for key, value in llm.items() if value is None]
     store = ChatbotStore(request_db(request))
     chatbot_id = request.match_info["id"]
+    if body.llm is not None:
+        stored = await store.get(caller.workspace_id, chatbot_id)
+        merged = {**(stored.get("llm") or {}), **body.llm.model_dump(exclude_unset=True)}
+        await _check_llm(
+            request, caller.workspace_id, {k: v for k, v in merged.items() if v is not None}
+        )
     updated = await store.update(caller.workspace_id, chatbot_id, to_set, to_unset)
     linked = await store.applications_of(caller.workspace_id, chatbot_id)
     await _invalidate_applications(request, linked)

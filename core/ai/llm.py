@@ -5,6 +5,10 @@ server: the messages and tool specs go in, the text, the tool calls and the toke
 out. With ``on_delta`` the answer is streamed and each text fragment is handed over as it
 arrives; tool calls arrive as fragments too, joined here by their index. Every call has an
 explicit timeout and the SDK's own retries are off: the AI stage decides what to retry.
+
+The platform's key goes only to the platform's URL. A URL the operator did not choose (a
+chatbot's own) is called only through the egress guard: checked before every call, connected
+only to checked addresses, and never redirected (the SDK would otherwise follow redirects).
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from openai import AsyncOpenAI, DefaultAioHttpClient
+import aiohttp
+from openai import APIConnectionError, AsyncOpenAI, DefaultAioHttpClient
+from openai._vendor.httpx_aiohttp import AiohttpTransport
 
+from core.security.egress import CheckedResolver, EgressPolicy, EgressRefused, check_destination
 from core.settings import Settings
 
 Message = dict[str, Any]
@@ -38,15 +46,23 @@ class ModelSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Set for a URL the operator did not choose: every call goes through this egress policy.
+    egress: EgressPolicy | None = None
 
     @classmethod
     def resolve(cls, chatbot_llm: Mapping[str, Any], settings: Settings) -> ModelSettings | None:
-        """The model to use, or None when neither the chatbot nor the settings name one."""
+        """The model to use, or None when neither the chatbot nor the settings name one.
+
+        The platform's key is used only with the platform's URL; another URL without a key of
+        its own gets a placeholder, never the platform's key.
+        """
         base_url = chatbot_llm.get("base_url") or settings.llm_base_url
         model = chatbot_llm.get("model") or settings.llm_model
         if not base_url or not model:
             return None
         default_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
+        if not is_platform_url(str(base_url), settings):
+            default_key = ""
         return cls(
             base_url=str(base_url),
             # Local servers (Ollama, llama.cpp) take any key; the SDK insists on one.
@@ -56,6 +72,33 @@ class ModelSettings:
             max_tokens=_optional_int(chatbot_llm.get("max_tokens")),
             timeout_s=float(chatbot_llm.get("timeout_s") or DEFAULT_TIMEOUT_S),
         )
+
+
+def normalised_url(url: str) -> str:
+    """``url`` compared as an endpoint: scheme and host lower-cased, the default port and a
+    trailing slash dropped. Anything unusual (a query, credentials) stays, so it differs."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}" if userinfo else host
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}{query}{fragment}"
+
+
+def is_platform_url(url: str, settings: Settings) -> bool:
+    """Whether ``url`` is the platform's own model endpoint (``llm_base_url``)."""
+    platform = settings.llm_base_url
+    return bool(platform) and normalised_url(url) == normalised_url(str(platform))
 
 
 @dataclass(frozen=True)
@@ -160,14 +203,20 @@ class OpenAIChatModel:
 
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings
+        transport: dict[str, Any] = {}
+        if settings.egress is not None:
+            transport["transport"] = AiohttpTransport(client=_checked_session(settings.egress))
         self._client = AsyncOpenAI(
             base_url=settings.base_url,
             api_key=settings.api_key,
             timeout=settings.timeout_s,
             max_retries=0,
             # The SDK's aiohttp transport: its default (HTTPX on anyio) costs the event loop
-            # several times more per call, and that loop also feeds every other stage.
-            http_client=DefaultAioHttpClient(timeout=settings.timeout_s),
+            # several times more per call, and that loop also feeds every other stage. A model
+            # API does not redirect; a redirect followed would carry the key elsewhere.
+            http_client=DefaultAioHttpClient(
+                timeout=settings.timeout_s, follow_redirects=False, **transport
+            ),
         )
 
     @property
@@ -203,6 +252,22 @@ class OpenAIChatModel:
     ) -> Completion:
         began = time.monotonic()
         parameters = self._parameters(messages, tools)
+        if self._settings.egress is not None:
+            # Before the call: a literal address (which the connector's resolver never sees)
+            # and a name now resolving inward are refused with the reason, not as a lost
+            # connection.
+            await check_destination(self._settings.base_url, self._settings.egress)
+        try:
+            return await self._call(parameters, on_delta, began)
+        except APIConnectionError as error:
+            refused = _egress_refusal(error)
+            if refused is not None:
+                raise refused from error
+            raise
+
+    async def _call(
+        self, parameters: Message, on_delta: OnDelta | None, began: float
+    ) -> Completion:
         if on_delta is None:
             response = await self._client.chat.completions.create(**parameters)
             choice = response.choices[0]
@@ -257,6 +322,29 @@ class OpenAIChatModel:
             model=model,
             latency_s=time.monotonic() - began,
         )
+
+
+def _checked_session(policy: EgressPolicy) -> Callable[[], aiohttp.ClientSession]:
+    """A session whose connections go only to addresses ``policy`` allows; made on first use,
+    on the loop the model's calls run on."""
+
+    def make() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=CheckedResolver(policy), use_dns_cache=False, limit=1000
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    return make
+
+
+def _egress_refusal(error: BaseException) -> EgressRefused | None:
+    """The egress refusal behind a lost connection (the connector's resolver refused)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, EgressRefused):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 DEMO_LABEL = "switchboard-demo"

@@ -9,11 +9,14 @@ takes completions back.
 
 Model clients are made on the thread's loop, which their connections bind to, so they are
 closed there too: ``stop`` (or ``close``, from a loop) closes every one, then ends the thread.
+One client can be closed earlier (``ThreadedModel.retire``, when a cache evicts it): it is
+closed once the calls still running on it have ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -39,6 +42,7 @@ class ModelThread:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._models: list[ChatModel] = []
+        self._closing: set[Future[None]] = set()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -73,6 +77,25 @@ class ModelThread:
             self._models.append(model)
         return model
 
+    @property
+    def open_models(self) -> int:
+        """How many clients made here are not closed yet."""
+        with self._lock:
+            return len(self._models)
+
+    def close_soon(self, model: ChatModel) -> None:
+        """Close one model on the thread's loop, without waiting; ``stop`` no longer closes it."""
+        with self._lock:
+            if model not in self._models:
+                return
+            self._models.remove(model)
+            loop = self._loop
+        if loop is None:
+            return
+        closing = asyncio.run_coroutine_threadsafe(_close_one(model), loop)
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
     def stop(self) -> None:
         """Cancel the calls still running, close every model made here, then end the loop.
 
@@ -83,6 +106,8 @@ class ModelThread:
             self._loop, self._thread, self._models = None, None, []
         if loop is None or thread is None:
             return
+        # Clients already closing (retired ones) finish first: winding down cancels every task.
+        concurrent.futures.wait(list(self._closing), timeout=CLOSE_TIMEOUT_S)
         try:
             asyncio.run_coroutine_threadsafe(_wind_down(models), loop).result(CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -101,6 +126,13 @@ class ModelThread:
 
 async def _made(make: Callable[[], ChatModel]) -> ChatModel:
     return make()
+
+
+async def _close_one(model: ChatModel) -> None:
+    try:
+        await model.close()
+    except Exception as error:  # a client that fails to close is reported, nothing more
+        log.warning("could not close the client of %s: %r", model.label, error)
 
 
 async def _wind_down(models: Sequence[ChatModel]) -> None:
@@ -126,11 +158,34 @@ class ThreadedModel:
         self._make = make
         self._label = label
         self._model: ChatModel | None = None
+        self._making: asyncio.Lock | None = None
+        self._in_flight = 0
+        self._retired = False
 
     async def _inner(self) -> ChatModel:
-        if self._model is None:
-            self._model = await self._thread.make(self._make)
-        return self._model
+        if self._making is None:
+            self._making = asyncio.Lock()
+        async with self._making:  # calls arriving together share one client
+            if self._model is None:
+                self._model = await self._thread.make(self._make)
+            return self._model
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def retire(self) -> None:
+        """No longer wanted (evicted from a cache): close the client once no call runs on it.
+
+        A call made after this still works; its client is closed when it ends.
+        """
+        self._retired = True
+        self._release_if_idle()
+
+    def _release_if_idle(self) -> None:
+        if self._retired and self._in_flight == 0 and self._model is not None:
+            model, self._model = self._model, None
+            self._thread.close_soon(model)
 
     @property
     def label(self) -> str:
@@ -146,21 +201,27 @@ class ThreadedModel:
         tools: Sequence[ToolSpec],
         on_delta: OnDelta | None = None,
     ) -> Completion:
-        model = await self._inner()
-        relay: OnDelta | None = None
-        if on_delta is not None:
-            home = asyncio.get_running_loop()
+        self._in_flight += 1
+        try:
+            model = await self._inner()
+            relay: OnDelta | None = None
+            if on_delta is not None:
+                home = asyncio.get_running_loop()
 
-            async def relay_delta(delta: str) -> None:
-                pushed = asyncio.run_coroutine_threadsafe(_push(on_delta, delta), home)
-                await asyncio.wrap_future(pushed)
+                async def relay_delta(delta: str) -> None:
+                    pushed = asyncio.run_coroutine_threadsafe(_push(on_delta, delta), home)
+                    await asyncio.wrap_future(pushed)
 
-            relay = relay_delta
-        return await self._thread.run(_complete(model, messages, tools, relay))
+                relay = relay_delta
+            return await self._thread.run(_complete(model, messages, tools, relay))
+        finally:
+            self._in_flight -= 1
+            self._release_if_idle()
 
     async def close(self) -> None:
         if self._model is not None:
-            await self._thread.run(self._model.close())
+            model, self._model = self._model, None
+            await self._thread.run(model.close())
 
 
 async def _push(on_delta: OnDelta, delta: str) -> None:

@@ -29,7 +29,9 @@ from tests.integration.pipeline_harness import (
 
 @pytest.fixture(scope="module")
 def ai_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    with running(Worker(tmp_path_factory.mktemp("ai"), "ai-worker", ai=True)) as worker:
+    # The fake model listens on loopback: a chatbot's own URL may reach it only when allowed.
+    env = {"SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32"}
+    with running(Worker(tmp_path_factory.mktemp("ai"), "ai-worker", ai=True, env=env)) as worker:
         yield worker
 
 

@@ -28,6 +28,8 @@ API = "/api/chatbots"
 TOOLS = "/api/chatbots/tools"
 PUBLIC_URL = "https://93.184.215.14/x"
 MODEL_KEY = "sk-live-very-secret-model-key"
+#: A public address: a chatbot's own model URL passes the egress guard without DNS.
+MODEL_URL = "https://93.184.215.14/v1"
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ async def _chatbot(client: Client, tenant: Tenant, **fields: Any) -> Document:
         "instructions": "Be brief.",
         "fallback_reply": "Sorry, try again.",
         "llm": {
-            "base_url": "https://llm.example.com/v1",
+            "base_url": MODEL_URL,
             "model": "small-1",
             "api_key": MODEL_KEY,
             "temperature": 0.2,
@@ -84,7 +86,7 @@ async def test_a_chatbot_is_created_read_updated_and_deleted_and_its_key_never_r
     created = await _chatbot(client, tenant, tools=["handoff_to_human"], max_tool_rounds=2)
     assert created["id"].startswith("bot_")
     assert created["llm"] == {
-        "base_url": "https://llm.example.com/v1",
+        "base_url": MODEL_URL,
         "model": "small-1",
         "temperature": 0.2,
         "max_tokens": 300,
@@ -115,7 +117,12 @@ async def test_a_chatbot_is_created_read_updated_and_deleted_and_its_key_never_r
     assert updated["llm"]["temperature"] == 0.9
     assert updated["llm"]["model"] == "small-1"
     assert updated["llm"]["has_api_key"] is True
-    cleared = await client.patch(url, json={"llm": {"api_key": None}}, headers=tenant.headers)
+    keyless = await client.patch(url, json={"llm": {"api_key": None}}, headers=tenant.headers)
+    assert keyless.status == 422, "its own base_url needs its own key"
+    assert (await keyless.json())["error"]["code"] == "model_refused"
+    cleared = await client.patch(
+        url, json={"llm": {"api_key": None, "base_url": None}}, headers=tenant.headers
+    )
     assert (await cleared.json())["llm"]["has_api_key"] is False
     stored = await db["chatbots"].find_one({"_id": created["id"]})
     assert stored is not None

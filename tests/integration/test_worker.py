@@ -146,6 +146,7 @@ async def test_a_worker_that_used_every_client_closes_them_all_on_sigterm(
         ai=True,
         env={
             "SWITCHBOARD_TOOL_ALLOW_NETWORKS": "127.0.0.1/32",
+            "SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32",
             # Shown, not ignored as by default: a client left open is reported when collected.
             "PYTHONWARNINGS": "always::ResourceWarning",
         },
