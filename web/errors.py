@@ -1,4 +1,9 @@
-"""One middleware turns every error into ``{"error": {"code": ..., "message": ...}}``."""
+"""One middleware turns every error into ``{"error": {"code": ..., "message": ...}}``.
+
+A ``RecursionError`` answers 400 ``too_deeply_nested``, never 500: what nests deep enough to
+exhaust the stack is a client's input (``web.validation`` refuses such bodies before parsing;
+this covers any other path). Request paths are logged escaped (``web.log_lines``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from core.errors import SwitchboardError, TooManyRequests, Unauthorized
+from web.log_lines import printable
+from web.validation import TooDeeplyNested
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response
+    except RecursionError:
+        # No traceback: a thousand frames of one parser say nothing more than the line does.
+        log.warning("nested too deeply to handle: %s", _request_line(request))
+        refused = TooDeeplyNested("the request nests arrays or objects too deeply")
+        return error_response(refused.status, refused.code, refused.message)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s", _request_line(request))
         return error_response(500, "internal_error", "Internal error; it has been logged.")
+
+
+def _request_line(request: web.Request) -> str:
+    """Method and path for a log line, escaped: the path is the client's text."""
+    return printable(f"{request.method} {request.path}")

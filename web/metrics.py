@@ -1,4 +1,9 @@
-"""Prometheus metrics per service, each app with its own registry (no process-global state)."""
+"""Prometheus metrics per service, each app with its own registry (no process-global state).
+
+Labels hold nothing a client chose freely: the route is the matched resource's pattern (or
+``unmatched``), the method one of HTTP's own (or ``other``), so a client can neither write
+text into the exposition nor grow a label's values without bound.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from web.keys import METRICS_REGISTRY, SERVICE_NAME
 
 _REQUESTS = web.AppKey("metric_requests", Counter)
 _LATENCY = web.AppKey("metric_latency", Histogram)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def install_metrics(app: web.Application) -> None:
@@ -39,6 +45,10 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _method_label(request: web.Request) -> str:
+    return request.method if request.method in _METHODS else "other"
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
@@ -54,7 +64,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         app = request.app
         route = _route_label(request)
         service = app[SERVICE_NAME]
-        app[_REQUESTS].labels(service, request.method, route, str(status)).inc()
+        app[_REQUESTS].labels(service, _method_label(request), route, str(status)).inc()
         app[_LATENCY].labels(service, route).observe(time.perf_counter() - started)
 
 

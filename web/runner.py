@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from core.settings import SERVICES, Settings
+from web import log_lines
 
 log = logging.getLogger(__name__)
 
@@ -52,4 +53,7 @@ async def serve(settings: Settings, services: Sequence[str]) -> None:
 
 
 def run(settings: Settings, services: Sequence[str]) -> None:
+    # Requests' text reaches log records (paths, a library's warning about a bad packet): no
+    # client may write a line of the services' log that passes for a record.
+    log_lines.install()
     asyncio.run(serve(settings, services))

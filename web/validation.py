@@ -1,18 +1,20 @@
 """Request bodies and queries read into pydantic models, or refused with per-field details.
 
-A body that is not JSON answers 400 ``malformed_json``; one that does not fit the model answers
-422 ``validation_failed`` with ``details: [{"field": "a.b", "message": "..."}]``. Nothing is
-changed by a refused request: handlers parse before they touch a store.
+A body that is not JSON answers 400 ``malformed_json``, one nested deeper than
+``core.json_depth.MAX_DEPTH`` 400 ``too_deeply_nested`` (counted before parsing: the parser would
+exhaust the stack); one that does not fit the model answers 422 ``validation_failed`` with
+``details: [{"field": "a.b", "message": "..."}]``. Nothing is changed by a refused request:
+handlers parse before they touch a store.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core import json_depth
 from core.errors import SwitchboardError, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,6 +39,11 @@ class MalformedJSON(SwitchboardError):
     code = "malformed_json"
 
 
+class TooDeeplyNested(SwitchboardError):
+    status = 400
+    code = "too_deeply_nested"
+
+
 def field_errors(error: ValidationError) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(part) for part in e["loc"]) or "(body)", "message": e["msg"]}
@@ -47,7 +54,11 @@ def field_errors(error: ValidationError) -> list[dict[str, str]]:
 async def parse_body(request: web.Request, model: type[M]) -> M:
     raw = await request.read()
     try:
-        data: Any = json.loads(raw) if raw else None
+        data: Any = json_depth.loads(raw) if raw else None
+    except (json_depth.NestingTooDeep, RecursionError) as error:
+        raise TooDeeplyNested(
+            f"the body nests arrays and objects deeper than {json_depth.MAX_DEPTH}"
+        ) from error
     except (ValueError, UnicodeDecodeError) as error:
         raise MalformedJSON(f"the body is not JSON: {error}") from error
     if not isinstance(data, dict):

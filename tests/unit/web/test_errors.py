@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -24,6 +26,13 @@ async def _invalid(request: web.Request) -> web.Response:
     raise ValidationFailed("Invalid body", details=[{"field": "name", "error": "required"}])
 
 
+async def _recurse(request: web.Request) -> web.Response:
+    def down(depth: int) -> int:
+        return down(depth + 1)
+
+    return web.json_response(down(0))
+
+
 async def _echo(request: web.Request) -> web.Response:
     return web.json_response({"size": len(await request.read())})
 
@@ -34,6 +43,8 @@ def _app(settings: Settings) -> web.Application:
     app.router.add_get("/missing", _missing)
     app.router.add_get("/invalid", _invalid)
     app.router.add_post("/echo", _echo)
+    app.router.add_get("/recurse/{tail}", _recurse)
+    app.router.add_get("/boom/{tail}", _boom)
     return app
 
 
@@ -83,3 +94,24 @@ async def test_health_without_dependencies(settings: Settings) -> None:
         assert response.status == 200
         assert (await response.json())["checks"] == {}
         assert response.headers["X-Switchboard-Service"] == "probe"
+
+
+async def test_recursion_too_deep_is_a_client_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        with caplog.at_level(logging.WARNING, logger="web.errors"):
+            response = await client.get("/recurse/x%0Afake%20log%20line")
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "too_deeply_nested"
+    assert caplog.messages == ["nested too deeply to handle: GET /recurse/x\\x0afake log line"]
+
+
+async def test_a_failed_request_is_logged_with_its_path_escaped(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        with caplog.at_level(logging.ERROR, logger="web.errors"):
+            response = await client.get("/boom/x%0D%0Afake%20log%20line%1B[2K")
+        assert response.status == 500
+    assert caplog.messages == ["unhandled error on GET /boom/x\\x0d\\x0afake log line\\x1b[2K"]
