@@ -4,17 +4,20 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from core.ai.llm import (
     DEMO_LABEL,
     DEMO_PREFIX,
+    Completion,
     DemoChatModel,
     ModelSettings,
     OpenAIChatModel,
     ToolCall,
     ToolCallAssembler,
 )
+from core.security.egress import EgressPolicy, EgressRefused
 from core.settings import Settings
 from tests.fakes.llm import Call, Error, FakeLLM, Hang, Text, ToolCalls
 
@@ -195,3 +198,48 @@ async def test_errors_and_hangs_surface_without_retries() -> None:
         finally:
             await model.close()
     assert len(llm.requests) == 2, "the SDK's own retries are off"
+
+
+async def _call(llm: FakeLLM, base_url: str, egress: EgressPolicy | None) -> Completion:
+    model = OpenAIChatModel(
+        ModelSettings(base_url=base_url, api_key="test-key", model="fake-model", egress=egress)
+    )
+    try:
+        return await model.complete(HELLO, [], None)
+    finally:
+        await model.close()
+
+
+async def test_a_guarded_model_calls_only_where_the_egress_policy_allows() -> None:
+    async with FakeLLM() as llm:
+        with pytest.raises(EgressRefused, match="loopback"):
+            await _call(llm, llm.base_url, EgressPolicy())
+        with pytest.raises(EgressRefused, match="loopback"):
+            await _call(llm, llm.base_url.replace("127.0.0.1", "localhost"), EgressPolicy())
+        assert llm.requests == []
+        allowed = await _call(llm, llm.base_url, EgressPolicy.from_setting("127.0.0.1/32"))
+    assert allowed.text.startswith("echo:")
+    assert len(llm.requests) == 1
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+async def test_a_redirect_is_never_followed(guarded: bool) -> None:
+    async with FakeLLM() as llm:
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(f"{llm.base_url}/chat/completions")
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", redirect)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        egress = EgressPolicy.from_setting("127.0.0.1/32") if guarded else None
+        try:
+            with pytest.raises(openai.APIStatusError) as error:
+                await _call(llm, f"http://127.0.0.1:{port}/v1", egress)
+        finally:
+            await runner.cleanup()
+    assert error.value.status_code == 307
+    assert llm.requests == [], "the redirect was followed"
