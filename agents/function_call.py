@@ -12,6 +12,11 @@ redelivered record, or a turn repeated after a crash) gets the kept result, so a
 per call id; across a crash between the call and keeping its result, the endpoint sees the call
 again with the same ``Idempotency-Key``.
 
+Arguments are checked in a thread with a time bound, the schema's patterns on RE2
+(``core.ai.tool_schema``): a tenant's schema cannot hold the event loop every tenant's calls
+share, and a check that runs out of time is the call's error result, not a record left unacked
+to stall the worker again when it is redelivered.
+
 Also here: the listener that hands function.results to the turns waiting for them.
 """
 
@@ -29,13 +34,8 @@ from agents.runtime.keyed import run_keyed
 from agents.runtime.outputs import Send, publish_all
 from agents.runtime.tool_results import keep_result, kept_result
 from core.ai.http_tools import call_http_tool
-from core.ai.tools import (
-    BUILTINS,
-    CONVERSATION_ACTIONS,
-    CONVERSATION_INFO,
-    enabled_names,
-    validate_arguments,
-)
+from core.ai.tool_schema import SchemaLimits, tool_schemas
+from core.ai.tools import BUILTINS, CONVERSATION_ACTIONS, CONVERSATION_INFO, enabled_names
 from core.cached.applications import UnknownApplication
 from core.errors import SwitchboardError, ValidationFailed
 from streams.app import app
@@ -51,6 +51,7 @@ MAX_IN_FLIGHT = 64
 class FunctionCallStage:
     def __init__(self, deps: PipelineDeps) -> None:
         self.deps = deps
+        self.schemas = tool_schemas(SchemaLimits.from_settings(deps.settings))
 
     async def handle(self, event: Any) -> None:
         await handle_one(event, STAGE, FunctionCall, self.answer, lambda call: call.call_id)
@@ -99,13 +100,13 @@ class FunctionCallStage:
             raise ValidationFailed(f"the tool {call.name!r} is not enabled for this chatbot")
         if call.name in BUILTINS:
             parameters = BUILTINS[call.name]["function"]["parameters"]
-            validate_arguments(parameters, arguments)
+            await self.schemas.check_arguments(parameters, arguments)
             return await self._builtin(call, arguments)
         tool = (await self.deps.tools.tenant_tools(call.workspace_id)).get(call.name)
         if tool is None or not tool.enabled:
             raise ValidationFailed(f"the tool {call.name!r} does not exist or is disabled")
         return await call_http_tool(
-            tool, arguments, call.call_id, self.deps.egress, self.deps.secrets
+            tool, arguments, call.call_id, self.deps.egress, self.deps.secrets, self.schemas
         )
 
     async def _builtin(self, call: FunctionCall, arguments: Mapping[str, Any]) -> dict[str, Any]:

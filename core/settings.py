@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     tool_allow_networks: str = ""
     tool_timeout_s: float = Field(default=10.0, gt=0, le=60)
     tool_max_response_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    # A tool's parameter schema: its size as compact JSON, its nesting, each pattern's length,
+    # and the time to check one call's arguments (a timeout fails that call, the model is told).
+    tool_max_schema_bytes: int = Field(default=32 * 1024, ge=256, le=1024 * 1024)
+    tool_max_schema_depth: int = Field(default=32, ge=2, le=100)
+    tool_max_pattern_chars: int = Field(default=512, ge=1, le=10_000)
+    tool_validation_timeout_s: float = Field(default=2.0, gt=0, le=30)
 
     # The web chat widget: messages one visitor may send in a minute (its key is public).
     widget_messages_per_minute: int = Field(default=30, ge=1)

@@ -3,8 +3,9 @@
 A tool's secret header values are sealed with the settings' encryption key before they are
 stored and are never returned: a tool shows the names of its secret headers. A tool is checked
 when it is saved as the function-call stage checks it when called (``core.ai.tools.check_tool``:
-its name, method, JSON schema, and every address its URL reaches). Every change invalidates the
-workspace's tools that the pipeline caches.
+its name, method, JSON schema within the size caps and with patterns RE2 can run, headers a
+tenant may set, and every address its URL reaches). Every change invalidates the workspace's
+tools that the pipeline caches.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from core.ai.tools import NAME, ToolDirectory, check_tool
+from core.ai.tool_schema import SchemaLimits, tool_schemas
+from core.ai.tools import IDEMPOTENCY_KEY, NAME, ToolDirectory, check_tool
 from core.clients.database import Document, database
 from core.errors import ValidationFailed
-from core.security.egress import EgressPolicy, EgressRefused
+from core.security.egress import EgressPolicy, EgressRefused, header_refusal
 from core.stores.chatbot_store import ToolStore
 from web.auth import principal
 from web.keys import MONGO, REDIS, SETTINGS
@@ -82,11 +84,18 @@ class ToolPatch(StrictBody):
 
 
 def _check_headers(headers: dict[str, str | None]) -> dict[str, str | None]:
+    """Names and values a tenant may send: no framing, hop-by-hop or identity header, no CR or
+    LF (``core.security.egress.header_refusal``), and not the call's own Idempotency-Key."""
     for name, value in headers.items():
         if not HEADER_NAME.match(name):
             raise ValueError(f"{name!r} is not a header name")
-        if value is not None and ("\r" in value or "\n" in value or len(value) > 8_000):
+        if value is not None and len(value) > 8_000:
             raise ValueError(f"the value of {name} is not a header value")
+        reason = header_refusal(name, value or "")
+        if reason is None and name.lower() == IDEMPOTENCY_KEY.lower():
+            reason = f"{IDEMPOTENCY_KEY} is set by every call itself"
+        if reason is not None:
+            raise ValueError(reason)
     return headers
 
 
@@ -98,9 +107,10 @@ def _tool_view(document: Document) -> Document:
 
 async def _checked(request: web.Request, document: Mapping[str, Any]) -> None:
     """Refuse a tool as the function-call stage would refuse to call it."""
-    policy = EgressPolicy.from_setting(request.app[SETTINGS].tool_allow_networks)
+    settings = request.app[SETTINGS]
+    policy = EgressPolicy.from_setting(settings.tool_allow_networks)
     try:
-        await check_tool(document, policy)
+        await check_tool(document, policy, tool_schemas(SchemaLimits.from_settings(settings)))
     except EgressRefused as refused:
         raise ToolRefused(
             f"the tool's URL may not be called: {refused.message}",
@@ -145,7 +155,9 @@ async def update_tool(request: web.Request) -> web.Response:
     tool_id = request.match_info["id"]
     current = await store.get(caller.workspace_id, tool_id)
     sent = body.model_dump(exclude_unset=True, exclude={"secret_headers"})
-    await _checked(request, {**current, **sent})
+    secrets = {**(current.get("secret_headers") or {}), **(body.secret_headers or {})}
+    kept = {name: value for name, value in secrets.items() if value is not None}
+    await _checked(request, {**current, **sent, "secret_headers": kept})
     to_set: dict[str, Any] = dict(sent)
     to_unset: list[str] = []
     box = secret_box(request)

@@ -1,5 +1,9 @@
 """Calling a tenant's HTTP tool: arguments checked, secrets opened only now, egress guarded.
 
+The arguments are checked against the tool's schema off the event loop, with a time bound and
+RE2 for its patterns (``core.ai.tool_schema``). The secret headers are named to the egress
+client, which drops them (and every credential-like header) on a redirect to another origin.
+
 GET and DELETE send the arguments as query parameters, the other methods as a JSON body. The
 call carries ``Idempotency-Key: <call id>``, so an endpoint that honours it does nothing twice
 when a crashed turn asks again. The model reads the status and the body (JSON when the tool
@@ -14,7 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from core.ai.tools import TenantTool, validate_arguments
+from core.ai.tool_schema import ToolSchemas
+from core.ai.tools import IDEMPOTENCY_KEY, TenantTool
 from core.errors import SwitchboardError
 from core.security.egress import EgressClient, EgressRefused
 from core.security.secrets import SecretBox
@@ -54,14 +59,16 @@ async def call_http_tool(
     call_id: str,
     egress: EgressClient,
     secrets: SecretBox,
+    schemas: ToolSchemas,
 ) -> dict[str, Any]:
     """The tool's answer as ``{"status": ..., "body": ...}``; ToolFailed when there is none."""
-    validate_arguments(tool.parameters, arguments)
+    await schemas.check_arguments(tool.parameters, arguments)
     headers = {
         **tool.headers,
         **{name: secrets.open(sealed) for name, sealed in tool.secret_headers.items()},
-        "Idempotency-Key": call_id,
     }
+    headers = {n: v for n, v in headers.items() if n.lower() != IDEMPOTENCY_KEY.lower()}
+    headers[IDEMPOTENCY_KEY] = call_id
     query = tool.method in ("GET", "DELETE")
     try:
         response = await egress.request(
@@ -70,6 +77,7 @@ async def call_http_tool(
             headers=headers,
             params=_query(arguments) if query else None,
             json=None if query else dict(arguments),
+            secret_headers=tool.secret_headers.keys(),
         )
     except EgressRefused as refused:
         raise ToolFailed(f"the call was refused: {refused.message}") from refused

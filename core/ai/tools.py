@@ -15,15 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 
 from core.ai.llm import ToolSpec
+from core.ai.tool_schema import ToolSchemas
 from core.clients.database import Document
 from core.errors import ValidationFailed
-from core.security.egress import EgressPolicy, check_destination
+from core.security.egress import EgressPolicy, check_destination, header_refusal
 
 HANDOFF = "handoff_to_human"
 CLOSE = "close_conversation"
@@ -36,6 +35,8 @@ CONVERSATION_ACTIONS = {HANDOFF: "handoff", CLOSE: "close"}
 CACHE_TTL_S = 300
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: Sent with every call, with the call's id (``core.ai.http_tools``).
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 def _function(name: str, description: str, properties: dict[str, Any]) -> ToolSpec:
@@ -69,29 +70,22 @@ BUILTINS: dict[str, ToolSpec] = {
 }
 
 
-def check_schema(schema: object) -> None:
-    """Refuse a tool's parameter schema that is not a JSON schema of an object."""
-    if not isinstance(schema, dict) or schema.get("type") != "object":
-        raise ValidationFailed("a tool's parameters must be a JSON schema of type object")
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        raise ValidationFailed(
-            f"the tool's parameters are not a valid JSON schema: {error.message}"
-        ) from error
-
-
-def validate_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
-    """Refuse arguments that do not fit the tool's schema, saying where and why."""
-    errors = sorted(
-        Draft202012Validator(dict(schema)).iter_errors(dict(arguments)), key=lambda e: e.path
-    )
-    if errors:
-        details = [
-            {"field": "/".join(str(p) for p in e.path) or "(arguments)", "message": e.message}
-            for e in errors
-        ]
-        raise ValidationFailed("the arguments do not fit the tool's schema", details=details)
+def check_headers(headers: Mapping[str, str], secret_headers: Mapping[str, str]) -> None:
+    """Refuse headers a tenant may not set (``core.security.egress.header_refusal``), the
+    ``Idempotency-Key`` the call sets itself, and a name given twice, naming the field."""
+    seen: set[str] = set()
+    for where, given in (("headers", headers), ("secret_headers", secret_headers)):
+        for name, value in given.items():
+            reason = header_refusal(name, value)
+            if reason is None and name.lower() == IDEMPOTENCY_KEY.lower():
+                reason = f"the header {IDEMPOTENCY_KEY} is set by every call itself"
+            if reason is None and name.lower() in seen:
+                reason = f"the header {name} is given twice"
+            if reason is not None:
+                raise ValidationFailed(
+                    reason, details=[{"field": f"{where}.{name}", "message": reason}]
+                )
+            seen.add(name.lower())
 
 
 @dataclass(frozen=True)
@@ -194,10 +188,13 @@ class ToolDirectory:
         return specs, tenant
 
 
-async def check_tool(document: Mapping[str, Any], policy: EgressPolicy) -> TenantTool:
+async def check_tool(
+    document: Mapping[str, Any], policy: EgressPolicy, schemas: ToolSchemas
+) -> TenantTool:
     """A tenant tool as it may be saved: a name the model accepts, a known method, a JSON schema
-    of an object, and a URL the egress policy would call. Raises ValidationFailed or
-    EgressRefused (403) with the reason."""
+    of an object within the limits and with patterns RE2 runs, headers a tenant may set, and a
+    URL the egress policy would call. Raises ValidationFailed or EgressRefused (403) with the
+    reason."""
     name = document.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         raise ValidationFailed("a tool's name is 1-64 letters, digits, '_' or '-'")
@@ -205,8 +202,9 @@ async def check_tool(document: Mapping[str, Any], policy: EgressPolicy) -> Tenan
         raise ValidationFailed(f"{name!r} is the name of a built-in tool")
     if not isinstance(document.get("url"), str):
         raise ValidationFailed("a tool needs a url")
-    check_schema(document.get("parameters") or {"type": "object"})
+    schemas.check(document.get("parameters") or {"type": "object"})
     tool = TenantTool.from_document(document)
+    check_headers(tool.headers, tool.secret_headers)
     await check_destination(tool.url, policy)
     return tool
 

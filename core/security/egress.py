@@ -8,6 +8,14 @@ address that was checked (the check is the connector's resolver, so a second DNS
 swap it), redirects are followed by hand and checked again, and the time and the response size
 are capped. Self-hosters whose tools live on their private network allow those networks
 explicitly.
+
+The session is shared by every tenant, so it keeps nothing between calls: no cookie jar (a
+cookie one tenant's endpoint sets would go with another tenant's call to that host), and a
+redirect to another origin, or from https to http, loses the credentials of the call (the
+caller's secret headers, and every header whose name says it carries one). Headers that frame
+the request or claim an identity (``Host``, ``Content-Length``, ``Transfer-Encoding``,
+``Connection``, ``Cookie``, hop-by-hop and forwarding headers) are the client's to set, never a
+tenant's, and a CR, LF or NUL in a header is refused.
 """
 
 from __future__ import annotations
@@ -15,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -34,6 +42,20 @@ METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
 }
 CARRIER_NAT = ipaddress.ip_network("100.64.0.0/10")
+
+#: Header names (lower case) that frame the request, are hop-by-hop, or claim an identity: the
+#: HTTP client sets what it needs of them, a tenant sets none.
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
+    "upgrade", "expect", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+    "cookie", "cookie2", "set-cookie", "forwarded", "x-forwarded-for", "x-forwarded-host",
+    "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "via",
+})  # fmt: skip
+#: Parts of a header name that say it carries a credential (``Authorization``, ``X-Api-Key``,
+#: ``X-Auth-Token``, ...): such a header does not follow a redirect to another origin.
+CREDENTIAL_PARTS = ("auth", "token", "secret", "api-key", "apikey", "password", "session",
+                    "cookie", "signature")  # fmt: skip
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class EgressRefused(PermissionDenied):
@@ -84,6 +106,39 @@ class EgressPolicy:
 def _teredo_client(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     teredo = address.teredo
     return teredo[1] if teredo else None
+
+
+def header_refusal(name: str, value: str) -> str | None:
+    """Why a header may not be sent as a tenant's, or None when it may."""
+    if any(c in name or c in value for c in "\r\n\0"):
+        return f"the header {name!r} holds a CR, LF or NUL"
+    if name.strip().lower() in FORBIDDEN_HEADERS:
+        return f"the header {name} is set by Switchboard's HTTP client, not by a tool"
+    return None
+
+
+def is_credential(name: str) -> bool:
+    """Whether a header's name says it carries a credential."""
+    lowered = name.lower()
+    return any(part in lowered for part in CREDENTIAL_PARTS)
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    return (
+        parts.scheme,
+        (parts.hostname or "").lower(),
+        parts.port or DEFAULT_PORTS.get(parts.scheme),
+    )
+
+
+def keeps_credentials(source: str, target: str) -> bool:
+    """Whether a redirect from ``source`` to ``target`` may carry the call's credentials: to the
+    same origin, or from http to https on the same host and the default ports (as browsers and
+    requests do); never to another origin, nor from https to http."""
+    before, after = _origin(urlsplit(source)), _origin(urlsplit(target))
+    if before == after:
+        return True
+    return before == ("http", after[1], 80) and after[0] == "https" and after[2] == 443
 
 
 def check_url(url: str) -> None:
@@ -169,7 +224,8 @@ class EgressResponse:
 
 @dataclass
 class EgressClient:
-    """One session whose every connection went through the policy's checks."""
+    """One session whose every connection went through the policy's checks, and that keeps no
+    cookie: every tenant's calls share it."""
 
     policy: EgressPolicy = field(default_factory=EgressPolicy)
     _session: aiohttp.ClientSession | None = None
@@ -180,7 +236,9 @@ class EgressClient:
                 resolver=CheckedResolver(self.policy), use_dns_cache=False
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.policy.timeout_s)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.policy.timeout_s),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -196,8 +254,19 @@ class EgressClient:
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         params: Mapping[str, str] | None = None,
+        secret_headers: Collection[str] = (),
     ) -> EgressResponse:
-        """Call ``url``, following at most ``max_redirects`` redirects, each checked again."""
+        """Call ``url``, following at most ``max_redirects`` redirects, each checked again.
+
+        A redirect that may not keep the credentials (``keeps_credentials``) drops the headers
+        named in ``secret_headers`` and every credential-like one, for the rest of the call.
+        """
+        headers = dict(headers or {})
+        for name, value in headers.items():
+            reason = header_refusal(name, value)
+            if reason is not None:
+                raise EgressRefused(reason)
+        secret = {name.lower() for name in secret_headers}
         for _ in range(self.policy.max_redirects + 1):
             check_url(url)
             await self._check_literal_host(url)
@@ -205,7 +274,14 @@ class EgressClient:
                 method, url, headers=headers, json=json, params=params, allow_redirects=False
             ) as response:
                 if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                    url = urljoin(url, response.headers["Location"])
+                    target = urljoin(url, response.headers["Location"])
+                    if not keeps_credentials(url, target):
+                        headers = {
+                            name: value
+                            for name, value in headers.items()
+                            if name.lower() not in secret and not is_credential(name)
+                        }
+                    url = target
                     if response.status == 303 or (
                         response.status in (301, 302) and method.upper() == "POST"
                     ):

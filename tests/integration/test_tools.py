@@ -47,12 +47,16 @@ ORDER_SCHEMA = {
 
 @pytest.fixture(scope="module")
 def tool_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    # The tenant endpoints of these tests listen on loopback, which only an allow-list opens.
+    # The tenant endpoints and the fake model of these tests listen on loopback, which only
+    # allow-lists open.
     worker = Worker(
         tmp_path_factory.mktemp("tools"),
         "tool-worker",
         ai=True,
-        env={"SWITCHBOARD_TOOL_ALLOW_NETWORKS": "127.0.0.1/32"},
+        env={
+            "SWITCHBOARD_TOOL_ALLOW_NETWORKS": "127.0.0.1/32",
+            "SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32",
+        },
     )
     with running(worker):
         yield worker

@@ -5,20 +5,21 @@ from typing import Any
 
 import pytest
 
+from core.ai.tool_schema import SchemaLimits, ToolSchemas
 from core.ai.tools import (
     BUILTINS,
     CLOSE,
     CONVERSATION_INFO,
     HANDOFF,
     TenantTool,
-    check_schema,
+    check_headers,
     check_tool,
     enabled_names,
-    validate_arguments,
 )
 from core.errors import ValidationFailed
 from core.security.egress import EgressPolicy, EgressRefused
 
+SCHEMAS = ToolSchemas(SchemaLimits())
 ORDER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"id": {"type": "integer"}, "note": {"type": "string"}},
@@ -38,7 +39,7 @@ def test_a_list_keeps_only_valid_names() -> None:
 
 
 def test_an_object_schema_is_accepted() -> None:
-    check_schema(ORDER_SCHEMA)
+    SCHEMAS.check(ORDER_SCHEMA)
 
 
 @pytest.mark.parametrize(
@@ -54,16 +55,16 @@ def test_an_object_schema_is_accepted() -> None:
 )
 def test_schemas_that_are_not_object_schemas_are_refused(schema: object) -> None:
     with pytest.raises(ValidationFailed):
-        check_schema(schema)
+        SCHEMAS.check(schema)
 
 
 def test_fitting_arguments_pass() -> None:
-    validate_arguments(ORDER_SCHEMA, {"id": 7, "note": "gift"})
+    SCHEMAS.validate(ORDER_SCHEMA, {"id": 7, "note": "gift"})
 
 
 def test_arguments_that_do_not_fit_say_where_and_why() -> None:
     with pytest.raises(ValidationFailed) as raised:
-        validate_arguments(ORDER_SCHEMA, {"note": 3})
+        SCHEMAS.validate(ORDER_SCHEMA, {"note": 3})
     details = raised.value.details
     assert isinstance(details, list)
     by_field = {d["field"]: d["message"] for d in details}
@@ -124,12 +125,12 @@ def test_the_model_sees_no_url_header_or_secret() -> None:
 async def test_a_tool_pointing_inward_is_refused_when_saved(url: str) -> None:
     document = {"name": "lookup", "url": url, "parameters": {"type": "object"}}
     with pytest.raises(EgressRefused):
-        await check_tool(document, EgressPolicy())
+        await check_tool(document, EgressPolicy(), SCHEMAS)
 
 
 async def test_a_tool_on_an_allowed_network_may_be_saved() -> None:
     document = {"name": "lookup", "url": "http://10.1.2.3:8080/tool", "method": "get"}
-    tool = await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"))
+    tool = await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"), SCHEMAS)
     assert (tool.name, tool.method) == ("lookup", "GET")
 
 
@@ -141,10 +142,47 @@ async def test_a_tool_on_an_allowed_network_may_be_saved() -> None:
         ({"name": "lookup"}, "url"),
         ({"name": "lookup", "url": "http://10.1.2.3/", "parameters": {"type": "string"}}, "object"),
         ({"name": "lookup", "url": "http://10.1.2.3/", "method": "TRACE"}, "method"),
+        ({"name": "lookup", "url": "http://10.1.2.3/", "headers": {"Host": "x"}}, "Host"),
+        (
+            {
+                "name": "lookup",
+                "url": "http://10.1.2.3/",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string", "pattern": "(a)\\1"}},
+                },
+            },
+            "RE2",
+        ),
     ],
 )
 async def test_a_malformed_tool_is_refused_when_saved(
     document: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(ValidationFailed, match=reason):
-        await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"))
+        await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"), SCHEMAS)
+
+
+@pytest.mark.parametrize(
+    ("headers", "secret_headers", "field"),
+    [
+        ({"Host": "internal"}, {}, "headers.Host"),
+        ({"transfer-encoding": "chunked"}, {}, "headers.transfer-encoding"),
+        ({}, {"Cookie": "sid=1"}, "secret_headers.Cookie"),
+        ({"Connection": "close"}, {}, "headers.Connection"),
+        ({"X-Forwarded-For": "10.0.0.1"}, {}, "headers.X-Forwarded-For"),
+        ({"X-A": "one\r\nHost: internal"}, {}, "headers.X-A"),
+        ({"idempotency-key": "mine"}, {}, "headers.idempotency-key"),
+        ({"authorization": "a"}, {"Authorization": "b"}, "secret_headers.Authorization"),
+    ],
+)
+def test_headers_a_tenant_may_not_set_are_refused_by_field(
+    headers: dict[str, str], secret_headers: dict[str, str], field: str
+) -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        check_headers(headers, secret_headers)
+    assert raised.value.details == [{"field": field, "message": raised.value.message}]
+
+
+def test_ordinary_headers_pass() -> None:
+    check_headers({"X-Shop": "shoes", "Accept": "application/json"}, {"Authorization": "enc"})

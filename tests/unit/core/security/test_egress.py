@@ -7,7 +7,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from core.security.egress import EgressClient, EgressPolicy, EgressRefused, check_url
+from core.security.egress import (
+    EgressClient,
+    EgressPolicy,
+    EgressRefused,
+    check_url,
+    header_refusal,
+    is_credential,
+    keeps_credentials,
+)
 
 LOOPBACK = EgressPolicy.from_setting("127.0.0.1/32")
 
@@ -76,12 +84,20 @@ class Endpoint:
 
     def __init__(self) -> None:
         self.hits = 0
+        self.seen: list[dict[str, str]] = []
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.server = TestServer(app, host="127.0.0.1")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
+        self.seen.append(dict(request.headers))
+        if request.path == "/cookie":
+            response = web.json_response({"ok": True})
+            response.set_cookie("sid", "first-caller")
+            return response
+        if request.path == "/elsewhere":
+            raise web.HTTPTemporaryRedirect(request.query["to"])
         if request.path == "/metadata-redirect":
             raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
         if request.path == "/hop":
@@ -143,3 +159,85 @@ async def test_allowed_calls_redirects_and_caps(endpoint: Endpoint) -> None:
     finally:
         await client.close()
     assert endpoint.hits == 5, "the metadata address itself was never contacted"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "refused"),
+    [
+        ("Host", "x", True),
+        ("transfer-encoding", "chunked", True),
+        ("Content-Length", "1", True),
+        ("Connection", "close", True),
+        ("Cookie", "a=b", True),
+        ("Upgrade", "h2c", True),
+        ("X-Forwarded-For", "10.0.0.1", True),
+        ("X-Ok", "one\r\nHost: x", True),
+        ("X-Ok", "nul\0", True),
+        ("Accept", "application/json", False),
+        ("Authorization", "Bearer x", False),
+    ],
+)
+def test_framing_and_identity_headers_are_refused(name: str, value: str, refused: bool) -> None:
+    assert (header_refusal(name, value) is not None) is refused
+
+
+def test_credential_headers_are_known_by_name() -> None:
+    for name in ("Authorization", "X-Api-Key", "X-Auth-Token", "Cookie", "X-Client-Secret"):
+        assert is_credential(name), name
+    for name in ("Accept", "X-Shop", "Idempotency-Key", "Content-Type"):
+        assert not is_credential(name), name
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "kept"),
+    [
+        ("https://a.example/x", "https://a.example/y", True),
+        ("https://a.example/x", "https://A.example:443/y", True),
+        ("http://a.example/x", "https://a.example/y", True),  # an upgrade on the default ports
+        ("https://a.example/x", "http://a.example/x", False),
+        ("https://a.example/x", "https://b.example/x", False),
+        ("https://a.example/x", "https://a.example:8443/x", False),
+        ("http://a.example:8080/x", "https://a.example/x", False),
+    ],
+)
+def test_which_redirects_keep_the_credentials(source: str, target: str, kept: bool) -> None:
+    assert keeps_credentials(source, target) is kept
+
+
+async def test_a_header_a_tenant_may_not_set_makes_no_request(endpoint: Endpoint) -> None:
+    client = EgressClient(LOOPBACK)
+    try:
+        with pytest.raises(EgressRefused, match="Host"):
+            await client.request("GET", endpoint.url("/ok"), headers={"Host": "admin.internal"})
+    finally:
+        await client.close()
+    assert endpoint.hits == 0
+
+
+async def test_the_session_keeps_no_cookie_between_calls(endpoint: Endpoint) -> None:
+    client = EgressClient(LOOPBACK)
+    try:
+        await client.request("GET", endpoint.url("/cookie").replace("127.0.0.1", "localhost"))
+        await client.request("GET", endpoint.url("/ok").replace("127.0.0.1", "localhost"))
+    finally:
+        await client.close()
+    assert "Cookie" not in endpoint.seen[1]
+
+
+async def test_another_origin_gets_no_secret_header(endpoint: Endpoint) -> None:
+    client = EgressClient(EgressPolicy.from_setting("127.0.0.1/32,::1/128"))
+    other_origin = endpoint.url("/ok").replace("127.0.0.1", "localhost")
+    headers = {"Authorization": "Bearer s", "X-Sealed": "s", "X-Api-Key": "s", "X-Shop": "shoes"}
+    try:
+        await client.request(
+            "GET",
+            endpoint.url("/elsewhere"),
+            headers=headers,
+            params={"to": other_origin},
+            secret_headers=["x-sealed"],
+        )
+    finally:
+        await client.close()
+    first, second = endpoint.seen
+    assert {name for name in headers if name in first} == set(headers)
+    assert {name for name in headers if name in second} == {"X-Shop"}
