@@ -106,6 +106,12 @@ class Settings(BaseSettings):
 
     # The web chat widget: messages one visitor may send in a minute (its key is public).
     widget_messages_per_minute: int = Field(default=30, ge=1)
+    # Widget messages a minute per application (its budget.messages_per_minute overrides this)
+    # and per workspace, whoever the visitors are: a fresh visitor per connect gets no more.
+    application_messages_per_minute: int = Field(default=60, ge=1)
+    workspace_messages_per_minute: int = Field(default=300, ge=1)
+    # Widget connects a minute from one client address (a tokenless connect is a new visitor).
+    widget_connects_per_minute: int = Field(default=60, ge=1)
 
     # Web services: every service listens on its own port, whether run alone or with ``web all``.
     web_host: str = "127.0.0.1"

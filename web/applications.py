@@ -1,8 +1,10 @@
 """The applications service: applications, their API keys, and new conversations for the pipeline.
 
 Operators (JWT) manage applications and keys; agents may read them, owners and admins change
-them. A server (``X-Api-Key``) opens a conversation on the ``api`` channel, whose channel id is
-the application's id, maybe with its first message: the handler only produces a record, and the
+them (a new widget key too: the old one stops working at once). Every operator may block a
+widget visitor of the workspace's applications, whose visitor token is then refused. A server
+(``X-Api-Key``) opens a conversation on the ``api`` channel, whose channel id is the
+application's id, maybe with its first message: the handler only produces a record, and the
 message-process agent creates the conversation as it does for every channel. Every change to an
 application invalidates the config the pipeline caches (``core.cached.applications``).
 """
@@ -26,6 +28,7 @@ from core.errors import Unauthorized
 from core.security.tokens import TokenService
 from core.settings import Settings
 from core.stores.application_store import ApplicationNotFound, ApplicationStore
+from core.stores.blocked_visitors import VISITOR_ID, BlockedVisitors
 from core.stores.conversation_store import ConversationStore
 from streams.contract import API_CHANNEL, CONVERSATION_COMMANDS, MESSAGES_INBOUND
 from streams.records import ConversationCommand, InboundMessage, encode
@@ -44,11 +47,21 @@ API_KEY_HEADER = "X-Api-Key"
 Name = Field(min_length=1, max_length=200)
 
 
+class Budget(StrictBody):
+    """What the application may use, over the platform's defaults; null keeps the default.
+    Widget messages a minute over all visitors (the workspace's limit still applies), and
+    model tokens a day (read by the AI stage)."""
+
+    messages_per_minute: int | None = Field(default=None, ge=1, le=100_000)
+    tokens_per_day: int | None = Field(default=None, ge=0, le=1_000_000_000)
+
+
 class ApplicationCreate(StrictBody):
     name: str = Name
     prompt: str = Field(default="", max_length=20_000)
     chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
     welcome_message: str = Field(default="", max_length=2_000)
+    budget: Budget | None = None
 
 
 class ApplicationPatch(StrictBody):
@@ -58,8 +71,14 @@ class ApplicationPatch(StrictBody):
     prompt: str | None = Field(default=None, max_length=20_000)
     chatbot_id: str | None = Field(default=None, min_length=1, max_length=100)
     welcome_message: str | None = Field(default=None, max_length=2_000)
+    #: Replaces the whole budget; null returns to the platform's defaults.
+    budget: Budget | None = None
 
     _present = field_validator("name", "prompt", "welcome_message")(not_null)
+
+
+class VisitorBlock(StrictBody):
+    visitor_id: str = Field(pattern=VISITOR_ID.pattern, max_length=40)
 
 
 class KeyCreate(StrictBody):
@@ -82,6 +101,7 @@ def _application_view(document: Document) -> Document:
         "chatbot_id": document.get("chatbot_id"),
         "welcome_message": document.get("welcome_message", ""),
         "widget_key": document.get("widget_key"),
+        "budget": Budget.model_validate(document.get("budget") or {}).model_dump(),
         "created_at": document.get("created_at"),
         "updated_at": document.get("updated_at"),
     }
@@ -98,8 +118,23 @@ def _key_view(document: Document) -> Document:
     }
 
 
+def _blocked_view(document: Document) -> Document:
+    return {
+        "visitor_id": document["visitor_id"],
+        "application_id": document["application_id"],
+        "blocked_by": document.get("blocked_by"),
+        "blocked_at": document.get("blocked_at"),
+    }
+
+
 def _store(request: web.Request) -> ApplicationStore:
     return ApplicationStore(database(request.app[MONGO], request.app[SETTINGS]))
+
+
+def _blocked(request: web.Request) -> BlockedVisitors:
+    settings = request.app[SETTINGS]
+    db = database(request.app[MONGO], settings)
+    return BlockedVisitors(db, request.app[REDIS], settings.visitor_token_ttl_s)
 
 
 async def _invalidate(request: web.Request, application_id: str) -> None:
@@ -145,6 +180,47 @@ async def delete_application(request: web.Request) -> web.Response:
     application_id = request.match_info["id"]
     await _store(request).delete(caller.workspace_id, application_id)
     await _invalidate(request, application_id)
+    await _blocked(request).forget_application(caller.workspace_id, application_id)
+    return web.Response(status=204)
+
+
+async def rotate_widget_key(request: web.Request) -> web.Response:
+    """A new widget key. The socket service checks a key against the application's current one
+    on every connect and message, so the old key is refused from now on, open chats included."""
+    caller = await principal(request)
+    caller.require_configurer()
+    application_id = request.match_info["id"]
+    rotated = await _store(request).rotate_widget_key(caller.workspace_id, application_id)
+    await _invalidate(request, application_id)
+    return web.json_response(_application_view(rotated))
+
+
+async def list_blocked_visitors(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    application_id = request.match_info["id"]
+    await _store(request).get(caller.workspace_id, application_id)
+    found = await _blocked(request).of_application(caller.workspace_id, application_id)
+    return web.json_response({"blocked_visitors": [_blocked_view(d) for d in found]})
+
+
+async def block_visitor(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    application_id = request.match_info["id"]
+    await _store(request).get(caller.workspace_id, application_id)
+    body = await parse_body(request, VisitorBlock)
+    blocked = await _blocked(request).block(
+        caller.workspace_id, application_id, body.visitor_id, caller.user_id
+    )
+    return web.json_response(_blocked_view(blocked), status=201)
+
+
+async def unblock_visitor(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    application_id = request.match_info["id"]
+    await _store(request).get(caller.workspace_id, application_id)
+    await _blocked(request).unblock(
+        caller.workspace_id, application_id, request.match_info["visitor_id"]
+    )
     return web.Response(status=204)
 
 
@@ -245,8 +321,11 @@ async def _producer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    db = database(app[MONGO], settings)
     try:
-        await ApplicationStore(database(app[MONGO], app[SETTINGS])).ensure_indexes()
+        await ApplicationStore(db).ensure_indexes()
+        await BlockedVisitors(db, app[REDIS], settings.visitor_token_ttl_s).ensure_indexes()
     except Exception as error:  # the service starts while MongoDB is down; /readyz says so
         log.warning("could not ensure the applications indexes: %s", error)
     yield
@@ -259,6 +338,21 @@ NEW_CONVERSATION = (
     "are readable through `/api/conversations` a moment later, not at once. `created` is false "
     "when the conversation already existed as the request was accepted. A repeated request "
     "opens nothing twice, and one with the same `message_id` posts its message once."
+)
+
+
+NEW_WIDGET_KEY = (
+    "The answer is the application with its new `widget_key`. The old key is refused from now "
+    "on, on every socket instance: new connections with `bad_key`, open chats on their next "
+    "message (then disconnected). Pages embedding the old key must be given the new one."
+)
+
+BLOCK_VISITOR = (
+    "Any operator of the workspace may block a visitor (the `chat_id` of a `web` "
+    "conversation). Their visitor token is refused from now on (`blocked`), open chats on "
+    "their next message. Blocking again changes nothing. A blocked visitor who drops their "
+    "token comes back as a new visitor, as anyone may: only the widget's per-address connect "
+    "rate bounds that."
 )
 
 
@@ -280,6 +374,15 @@ def _operations() -> list[Operation]:
                   status=201, body=KeyCreate, errors=writes),
         Operation("DELETE", "/api/apps/{id}/keys/{key_id}", "Revoke an API key", tag,
                   status=204, errors=(401, 403, 404)),
+        Operation("POST", "/api/apps/{id}/widget-key", "Give the application a new widget key",
+                  tag, errors=(401, 403, 404), description=NEW_WIDGET_KEY),
+        Operation("GET", "/api/apps/{id}/blocked-visitors", "The widget visitors blocked", tag,
+                  errors=(401, 404)),
+        Operation("POST", "/api/apps/{id}/blocked-visitors", "Block a widget visitor", tag,
+                  status=201, body=VisitorBlock, errors=(400, 401, 404, 422),
+                  description=BLOCK_VISITOR),
+        Operation("DELETE", "/api/apps/{id}/blocked-visitors/{visitor_id}",
+                  "Unblock a widget visitor", tag, status=204, errors=(401, 404)),
         Operation("POST", "/api/apps/{id}/conversations",
                   "Start a conversation (server to server), maybe with its first message", tag,
                   status=202, body=NewConversation, errors=(400, 401, 404, 422, 503),
@@ -302,5 +405,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/apps/{id}/keys", list_keys)
     app.router.add_post("/api/apps/{id}/keys", create_key)
     app.router.add_delete("/api/apps/{id}/keys/{key_id}", revoke_key)
+    app.router.add_post("/api/apps/{id}/widget-key", rotate_widget_key)
+    app.router.add_get("/api/apps/{id}/blocked-visitors", list_blocked_visitors)
+    app.router.add_post("/api/apps/{id}/blocked-visitors", block_visitor)
+    app.router.add_delete("/api/apps/{id}/blocked-visitors/{visitor_id}", unblock_visitor)
     app.router.add_post("/api/apps/{id}/conversations", new_conversation)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "sbk_"
 WIDGET_KEY_PREFIX = "pk_"
+#: Every widget key ever made: the prefix and 24 random bytes, URL-safe base64 (32 characters).
+#: Anything else is refused before a lookup.
+WIDGET_KEY = re.compile(r"pk_[A-Za-z0-9_-]{32}")
 #: How much of a key is kept in clear, to tell keys apart in a list.
 SHOWN_PREFIX_CHARS = 8
 
@@ -38,6 +42,10 @@ class ApiKeyNotFound(NotFound):
 
 def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_widget_key() -> str:
+    return WIDGET_KEY_PREFIX + secrets.token_urlsafe(24)
 
 
 def key_hash(key: str) -> str:
@@ -76,8 +84,9 @@ class ApplicationStore:
             "prompt": "",
             "chatbot_id": None,
             "welcome_message": "",
+            "budget": None,
             **fields,
-            "widget_key": WIDGET_KEY_PREFIX + secrets.token_urlsafe(24),
+            "widget_key": new_widget_key(),
             "created_at": now,
             "updated_at": now,
         }
@@ -97,6 +106,10 @@ class ApplicationStore:
         if updated is None:
             raise ApplicationNotFound(f"application {application_id} does not exist")
         return updated
+
+    async def rotate_widget_key(self, workspace_id: str, application_id: str) -> Document:
+        """Give the application a new widget key; the old one names nothing from now on."""
+        return await self.update(workspace_id, application_id, {"widget_key": new_widget_key()})
 
     async def delete(self, workspace_id: str, application_id: str) -> None:
         """Delete the application and its API keys, so no key outlives it."""

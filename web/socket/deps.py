@@ -10,9 +10,11 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from core.clients.producer import LazyProducer
+from core.security.rate_limits import RateLimits
 from core.security.tokens import TokenService
 from core.settings import Settings
 from core.stores.application_store import ApplicationStore
+from core.stores.blocked_visitors import BlockedVisitors
 from core.stores.conversation_store import ConversationStore
 from core.stores.recent_messages import RecentMessages
 from web.socket.widget_keys import WidgetKeys
@@ -28,6 +30,8 @@ class SocketDeps:
     applications: ApplicationStore
     producer: LazyProducer
     redis: Redis
+    blocked: BlockedVisitors
+    limits: RateLimits
 
 
 SOCKET_DEPS = web.AppKey("socket_deps", SocketDeps)
@@ -35,10 +39,11 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 
 
 class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
-    """A refused connection, with the API's error shape as its data (docs/realtime.md)."""
+    """A refused connection, with the API's error shape as its data (docs/realtime.md), and
+    what else the code calls for (``retry_after_s`` for ``rate_limited``)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, {"code": code, "message": message})
+    def __init__(self, code: str, message: str, **extra: object) -> None:
+        super().__init__(message, {"code": code, "message": message, **extra})
 
 
 def failure(code: str, message: str) -> dict[str, Any]:

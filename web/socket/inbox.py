@@ -25,10 +25,14 @@ from core.errors import NotFound, Unauthorized
 from web.auth import ROLES, revoked_session_key
 from web.socket.deps import SOCKET_DEPS, Refused, SocketDeps, failure
 from web.socket.event_feed import application_room, workspace_room
+from web.socket.typing_relay import IDLE, TYPING_EVERY_S, State, relayed
 
 log = logging.getLogger(__name__)
 
-TYPING_EVERY_S = 1.0
+#: Conversations an operator's connection keeps typing state for; idle ones go first.
+MAX_TYPING_CONVERSATIONS = 100
+#: Conversations not yet typed in that one connection may check in an interval (each a lookup).
+MAX_TYPING_CHECKS = 5
 
 
 class InboxNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -60,7 +64,8 @@ class InboxNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "user_id": claims.user_id,
             "workspace_id": claims.workspace_id,
             "role": claims.role,
-            "typing_at": {},
+            "typing": {},
+            "typing_checks": (0.0, 0),
         }
         await self.save_session(sid, operator)
         await self.enter_room(sid, workspace_room(claims.workspace_id))
@@ -120,25 +125,71 @@ class InboxNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return found is not None
 
     async def on_typing(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Relay an operator's typing to the widget, throttled as ``web.socket.typing_relay``
+        says; a conversation not typed in before is checked against the workspace first."""
         if not isinstance(data, dict) or not isinstance(data.get("conversation_id"), str):
             return failure("invalid", "send {conversation_id, typing}")
         conversation_id: str = data["conversation_id"]
         typing = bool(data.get("typing"))
         operator = await self.get_session(sid)
         now = time.monotonic()
-        last = operator["typing_at"].get(conversation_id, 0.0)
-        if typing and now - last < TYPING_EVERY_S:
+        states: dict[str, State] = operator["typing"]
+        known = conversation_id in states
+        state = relayed(states.get(conversation_id, IDLE), typing, now)
+        if state is None or (not known and not _may_check(operator, now)):
             return {"ok": True}
         try:
-            if not await self._owns_conversation(operator["workspace_id"], conversation_id):
+            if not known and not await self._owns_conversation(
+                operator["workspace_id"], conversation_id
+            ):
                 return failure("not_found", f"conversation {conversation_id} does not exist")
-            operator["typing_at"][conversation_id] = now if typing else 0.0
-            await self.emit(
-                "typing",
-                {"conversation_id": conversation_id, "role": "operator", "typing": typing},
-                room=conversation_room(conversation_id),
-                namespace=WIDGET_NAMESPACE,
-            )
+            _remember(states, conversation_id, state)
+            await self._relay_typing(conversation_id, typing)
         except (PyMongoError, RedisError, OSError):
             return failure("unavailable", "the inbox is unavailable right now; retry")
         return {"ok": True}
+
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        """An operator who leaves while shown as typing is shown as not typing."""
+        try:
+            operator = await self.get_session(sid)
+        except KeyError:
+            return
+        for conversation_id, (typing, _at) in list(operator.get("typing", {}).items()):
+            if typing:
+                try:
+                    await self._relay_typing(conversation_id, False)
+                except (RedisError, OSError) as error:
+                    log.warning("typing relay failed: %s", error)
+
+    async def _relay_typing(self, conversation_id: str, typing: bool) -> None:
+        await self.emit(
+            "typing",
+            {"conversation_id": conversation_id, "role": "operator", "typing": typing},
+            room=conversation_room(conversation_id),
+            namespace=WIDGET_NAMESPACE,
+        )
+
+
+def _may_check(operator: dict[str, Any], now: float) -> bool:
+    """At most ``MAX_TYPING_CHECKS`` lookups of new conversations per interval and connection:
+    typing in made-up conversation ids must not become a database flood."""
+    started, count = operator["typing_checks"]
+    if now - started >= TYPING_EVERY_S:
+        started, count = now, 0
+    if count >= MAX_TYPING_CHECKS:
+        return False
+    operator["typing_checks"] = (started, count + 1)
+    return True
+
+
+def _remember(states: dict[str, State], conversation_id: str, state: State) -> None:
+    """Keep ``state``, and at most ``MAX_TYPING_CONVERSATIONS``: idle ones go first, then the
+    oldest (the widget clears an operator's typing line by itself after a while)."""
+    states[conversation_id] = state
+    excess = len(states) - MAX_TYPING_CONVERSATIONS
+    if excess > 0:
+        idle = [c for c, (typing, _at) in states.items() if not typing and c != conversation_id]
+        others = [c for c in states if c != conversation_id and c not in set(idle)]
+        for old in (idle + others)[:excess]:
+            del states[old]

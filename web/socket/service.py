@@ -21,9 +21,11 @@ from core.cached.applications import ApplicationDirectory
 from core.clients.database import database
 from core.clients.producer import LazyProducer
 from core.clients.realtime import INBOX_NAMESPACE, close_manager
+from core.security.rate_limits import RateLimits
 from core.security.tokens import TokenService
 from core.settings import Settings
 from core.stores.application_store import ApplicationStore
+from core.stores.blocked_visitors import BlockedVisitors
 from core.stores.conversation_store import ConversationStore
 from core.stores.recent_messages import RecentMessages
 from web.errors import error_response
@@ -82,12 +84,15 @@ async def _deps_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SOCKET_DEPS] = SocketDeps(
         settings=settings,
         tokens=TokenService(settings),
-        widget_keys=WidgetKeys(db, redis, ApplicationDirectory(db, redis)),
+        # No per-process copy of applications: a replaced widget key is refused at once.
+        widget_keys=WidgetKeys(db, redis, ApplicationDirectory(db, redis, local_ttl_s=0)),
         conversations=ConversationStore(db),
         recent=RecentMessages(redis),
         applications=ApplicationStore(db),
         producer=producer,
         redis=redis,
+        blocked=BlockedVisitors(db, redis, settings.visitor_token_ttl_s),
+        limits=RateLimits(redis),
     )
     yield
     await producer.stop()

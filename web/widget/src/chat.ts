@@ -166,7 +166,7 @@ export class Chat {
       return;
     }
     const code = refusalCode(error);
-    if (code === "bad_key") {
+    if (code === "bad_key" || code === "blocked") {
       this.stopped = true;
       socket.disconnect();
       this.view.setError("This chat is not available right now.");
@@ -224,11 +224,13 @@ export class Chat {
         this.view.messages.fail(item.id);
         return;
       }
-      // Timed out or `unavailable`: kept in the outbox, sent again with the same id.
+      // Timed out, `unavailable` or `rate_limited`: kept in the outbox, sent again with the
+      // same id (not before the server said it may be).
+      const waitMs = !error && ack && !ack.ok && ack.retry_after_s ? ack.retry_after_s * 1000 : 0;
       clearTimeout(this.resendTimer);
       this.resendTimer = setTimeout(() => {
         if (this.socket?.connected) this.flush();
-      }, RESEND_DELAY_MS);
+      }, Math.max(RESEND_DELAY_MS, waitMs));
     });
   }
 }

@@ -45,7 +45,9 @@ export interface ApiError {
   message: string;
 }
 
-export type MessageAck = { ok: true; message_id: string; duplicate?: boolean } | { ok: false; error?: ApiError };
+export type MessageAck =
+  | { ok: true; message_id: string; duplicate?: boolean }
+  | { ok: false; error?: ApiError; retry_after_s?: number };
 
 export interface ConnectAuth {
   key: string;
@@ -68,6 +70,6 @@ export interface ClientEvents {
 }
 
 /** The refusals of a connection that the widget handles itself; others are retried. */
-export const REFUSALS = ["bad_key", "bad_token", "token_expired", "unavailable"] as const;
+export const REFUSALS = ["bad_key", "bad_token", "token_expired", "blocked", "unavailable"] as const;
 
 export const MAX_TEXT = 4000;

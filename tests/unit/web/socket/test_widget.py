@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from core import ids
+from core.settings import Settings
 from streams.contract import WEB_CHANNEL
 from streams.records import InboundMessage, decode, encode
-from web.socket.widget import CLIENT_ID, inbound_message, message_view
+from web.socket.widget import CLIENT_ID, address_bucket, budgets, inbound_message, message_view
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,6 @@ VISITOR: dict[str, Any] = {
     "application_id": "app_1",
     "workspace_id": "ws_1",
     "conversation_id": ids.conversation_id(WEB_CHANNEL, "app_1", "v_1"),
-    "typing_at": 0.0,
 }
 
 
@@ -88,3 +88,37 @@ def test_a_stored_message_without_optional_fields_gets_defaults() -> None:
         "created_at": None,
         "request_id": "",
     }
+
+
+def test_a_message_counts_against_its_visitor_application_and_workspace() -> None:
+    settings = Settings(
+        widget_messages_per_minute=3,
+        application_messages_per_minute=40,
+        workspace_messages_per_minute=90,
+    )
+    application = {"_id": "app_1", "workspace_id": "ws_1"}
+    assert [(limit.key, limit.limit, limit.window_s) for limit in budgets(
+        settings, VISITOR, application
+    )] == [
+        ("widget:rate:visitor:v_1", 3, 60),
+        ("widget:rate:application:app_1", 40, 60),
+        ("widget:rate:workspace:ws_1", 90, 60),
+    ]  # fmt: skip
+    own = {**application, "budget": {"messages_per_minute": 7, "tokens_per_day": None}}
+    assert budgets(settings, VISITOR, own)[1].limit == 7
+    unset = {**application, "budget": {"messages_per_minute": None, "tokens_per_day": 5}}
+    assert budgets(settings, VISITOR, unset)[1].limit == 40
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_connects_count_per_ipv4_address_or_ipv6_64(address: str, bucket: str) -> None:
+    assert address_bucket(address) == bucket
