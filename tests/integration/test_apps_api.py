@@ -145,6 +145,35 @@ async def test_an_application_is_created_read_listed_updated_and_deleted(
     assert await db["applications"].find_one({"_id": created["id"]}) is None
 
 
+async def test_an_applications_budget_is_stored_shown_and_replaced_whole(
+    client: Client, settings: Settings, db: Db
+) -> None:
+    tenant = new_tenant(settings)
+    defaults = {"messages_per_minute": None, "tokens_per_day": None}
+    plain = await _create(client, tenant)
+    assert plain["budget"] == defaults
+    created = await _create(client, tenant, budget={"tokens_per_day": 50_000})
+    assert created["budget"] == {"messages_per_minute": None, "tokens_per_day": 50_000}
+    stored = await db["applications"].find_one({"_id": created["id"]})
+    assert stored is not None
+    assert stored["budget"] == {"messages_per_minute": None, "tokens_per_day": 50_000}
+
+    url = f"{API}/{created['id']}"
+    response = await client.patch(
+        url, json={"budget": {"messages_per_minute": 20}}, headers=tenant.headers
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["budget"] == {"messages_per_minute": 20, "tokens_per_day": None}
+    response = await client.patch(url, json={"budget": None}, headers=tenant.headers)
+    assert (await response.json())["budget"] == defaults
+    for bad in ({"messages_per_minute": 0}, {"tokens_per_day": 10**12}, {"tokens_per_day": True}):
+        response = await client.patch(url, json={"budget": bad}, headers=tenant.headers)
+        assert response.status == 422, bad
+    agent = tenant.as_role(settings, "agent")
+    response = await client.patch(url, json={"budget": {"tokens_per_day": 1}}, headers=agent)
+    assert response.status == 403
+
+
 async def test_bad_input_is_refused_and_stores_nothing(
     client: Client, settings: Settings, db: Db
 ) -> None:
