@@ -202,11 +202,30 @@ async def check_tool(
         raise ValidationFailed(f"{name!r} is the name of a built-in tool")
     if not isinstance(document.get("url"), str):
         raise ValidationFailed("a tool needs a url")
-    schemas.check(document.get("parameters") or {"type": "object"})
+    parameters = document.get("parameters") or {"type": "object"}
+    schemas.check(parameters)
+    _check_storable(parameters)
     tool = TenantTool.from_document(document)
     check_headers(tool.headers, tool.secret_headers)
     await check_destination(tool.url, policy)
     return tool
+
+
+def _check_storable(parameters: object) -> None:
+    """Refuse a schema key the database cannot store (MongoDB and FerretDB field names neither
+    start with '$' nor hold '.'), naming the place, instead of failing the write."""
+    stack: list[tuple[object, tuple[str, ...]]] = [(parameters, ("parameters",))]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.startswith("$") or "." in key:
+                    reason = f"a schema key may not start with '$' or hold '.': {key!r}"
+                    field = ".".join((*path, key))
+                    raise ValidationFailed(reason, details=[{"field": field, "message": reason}])
+                stack.append((value, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*path, str(n))) for n, value in enumerate(node))
 
 
 def _known(names: Sequence[str], tenant: Mapping[str, TenantTool]) -> list[str]:

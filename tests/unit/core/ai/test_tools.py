@@ -186,3 +186,21 @@ def test_headers_a_tenant_may_not_set_are_refused_by_field(
 
 def test_ordinary_headers_pass() -> None:
     check_headers({"X-Shop": "shoes", "Accept": "application/json"}, {"Authorization": "enc"})
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field"),
+    [
+        ({"type": "object", "$defs": {}}, "parameters.$defs"),
+        ({"type": "object", "properties": {"a.b": {}}}, "parameters.properties.a.b"),
+    ],
+)
+async def test_a_schema_key_the_database_cannot_store_is_refused_when_saved(
+    parameters: dict[str, Any], field: str
+) -> None:
+    document = {"name": "lookup", "url": "http://10.1.2.3/", "parameters": parameters}
+    with pytest.raises(ValidationFailed) as raised:
+        await check_tool(document, EgressPolicy.from_setting("10.1.0.0/16"), SCHEMAS)
+    details = raised.value.details
+    assert isinstance(details, list)
+    assert [d["field"] for d in details] == [field]
