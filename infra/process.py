@@ -42,6 +42,7 @@ class ManagedProcess:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
         log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND)
         null_fd = os.open(os.devnull, os.O_RDONLY)
+        _keep_descriptors_home()
         try:
             pid = os.posix_spawnp(
                 argv[0],
@@ -136,3 +137,18 @@ def _pgid_of(pid: int) -> int | None:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
+
+
+def _keep_descriptors_home() -> None:
+    """Mark every descriptor above stderr close-on-exec before a server is spawned.
+
+    posix_spawn passes on every inheritable descriptor, and a command started by another
+    (``flock LOCK make test``) holds some: a server would keep them open for its whole life, a
+    lock file's among them, and nobody could take that lock again until the server stopped.
+    Python opens its own descriptors close-on-exec; this covers the ones it was given.
+    """
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                os.set_inheritable(fd, False)
