@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -45,3 +46,26 @@ def test_stale_pid_file_means_not_running(tmp_path: Path) -> None:
     process.pid_file.write_text("999999999\n")
     assert process.pid() is None
     assert process.exited()
+
+
+def test_a_server_does_not_inherit_its_starters_descriptors(tmp_path: Path) -> None:
+    """As under ``flock LOCK make test``: a descriptor the starter was given stays with it."""
+    lock = os.open(tmp_path / "lock", os.O_RDONLY | os.O_CREAT)
+    os.set_inheritable(lock, True)
+    process = _managed(tmp_path)
+    try:
+        pid = process.spawn(["sleep", "60"])
+        assert str(tmp_path / "lock") not in _descriptors_of(pid)
+        assert process.stop(timeout=5)
+    finally:
+        os.close(lock)
+
+
+def _descriptors_of(pid: int) -> set[str]:
+    """What ``pid`` holds open; a descriptor closed while being listed (exec in progress) is
+    skipped."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return held
