@@ -389,8 +389,10 @@ def _run_switchboard(settings: Settings, log_dir: Path, clients: int, generators
     settings = _free_base_port(settings.model_copy(update={"mongo_database": DATABASE}))
     port = settings.service_port("socket")
     key = asyncio.run(_widget_key(settings))
+    # Every simulated visitor connects from loopback: one address, far over the connect rate.
     env = {"SWITCHBOARD_WEB_BASE_PORT": str(settings.web_base_port),
-           "SWITCHBOARD_MONGO_DATABASE": DATABASE, "SWITCHBOARD_LOG_LEVEL": "warning"}  # fmt: skip
+           "SWITCHBOARD_MONGO_DATABASE": DATABASE, "SWITCHBOARD_LOG_LEVEL": "warning",
+           "SWITCHBOARD_WIDGET_CONNECTS_PER_MINUTE": str(10 * clients)}  # fmt: skip
     argv = [sys.executable, "-m", "infra.cli", "web", "socket"]
     with _server(argv, log_dir / "bench-socket.log", "web: socket ready", env) as process:
 

@@ -121,6 +121,30 @@ class Settings(BaseSettings):
     # gateway's. Requests from anywhere else are throttled by their own address.
     trusted_proxies: str = "127.0.0.1,::1"
 
+    # Operator accounts (web/users.py). Sign-in: attempts per account from one address, per
+    # address across accounts (both per login_window_s), and per account from everywhere (a
+    # ceiling with a short window, so a distributed guesser is slowed and the owner waits little).
+    login_attempts_per_account_address: int = Field(default=5, ge=1)
+    login_attempts_per_address: int = Field(default=30, ge=1)
+    login_window_s: int = Field(default=15 * 60, ge=1)
+    login_attempts_per_account: int = Field(default=20, ge=1)
+    login_account_window_s: int = Field(default=5 * 60, ge=1)
+    # Sign-ups one address may make per window (each is an Argon2 hash and a new workspace).
+    signups_per_address: int = Field(default=10, ge=1)
+    signup_window_s: int = Field(default=3600, ge=1)
+    # Password resets: how long a reset link works, and requests per address and per email.
+    password_reset_ttl_s: int = Field(default=30 * 60, ge=60, le=24 * 3600)
+    password_resets_per_address: int = Field(default=5, ge=1)
+    password_resets_per_email: int = Field(default=3, ge=1)
+    password_reset_window_s: int = Field(default=3600, ge=1)
+    # Where a reset link points (its token goes after `#token=`); unset: the gateway's
+    # /reset-password page.
+    password_reset_url: str | None = None
+    # Outgoing mail: smtp://[user:password@]host:port (smtps:// for TLS). Unset (the local
+    # stack), mail is written to the log instead, reset links included.
+    mail_url: SecretStr | None = None
+    mail_from: str = "Switchboard <switchboard@localhost>"
+
     # The gateway and the static file server.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
