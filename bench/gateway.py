@@ -90,12 +90,15 @@ def _post(url: str, body: dict[str, object], token: str | None = None) -> dict[s
 def _operator(settings: Settings) -> tuple[str, str]:
     """A new workspace's owner (its access token) and one application of theirs."""
     gateway = settings.gateway_url
-    owner = _post(
+    credentials: dict[str, object] = {
+        "email": f"bench-{time.time_ns()}@example.com",
+        "password": "benchmark password",
+    }
+    _post(
         f"{gateway}/api/auth/register",
-        {"email": f"bench-{time.time_ns()}@example.com", "password": "benchmark password",
-         "name": "Benchmark", "workspace_name": "Benchmark"},
-    )  # fmt: skip
-    token = str(owner["access_token"])
+        {**credentials, "name": "Benchmark", "workspace_name": "Benchmark"},
+    )  # sign-up answers no tokens: sign in next
+    token = str(_post(f"{gateway}/api/auth/login", credentials)["access_token"])
     application = _post(f"{gateway}/api/apps", {"name": "benchmark", "prompt": "Be brief."}, token)
     return token, str(application["id"])
 

@@ -56,6 +56,6 @@ def forwarded_client(peer: str, forwarded_for: str, settings: Settings) -> str:
 
 def client_address(request: web.Request, settings: Settings) -> str:
     """The address of the client behind ``request``."""
-    return forwarded_client(
-        request.remote or "unknown", request.headers.get("X-Forwarded-For", ""), settings
-    )
+    # Every X-Forwarded-For header, in order: a proxy may add its own rather than append.
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    return forwarded_client(request.remote or "unknown", forwarded, settings)

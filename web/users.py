@@ -1,60 +1,62 @@
 """The users service: workspaces, their operators, sign-in and tokens (/api/auth, /api/users).
 
-Sign-up creates a workspace and its owner; owners and admins add members. Access tokens are
-short-lived JWTs; refresh tokens rotate and a spent one coming back revokes its whole session
-(``core.security.sessions``). Sign-in is throttled per account and per client address in Redis
-(``core.security.login_throttle``), and answers the same for a wrong password as for a missing
-account.
+Sign-up creates a workspace and its owner and answers alike whether or not the email already
+has an account (the client signs in next); it is throttled per client address. Owners and admins
+add members. Access tokens are short-lived JWTs; refresh tokens rotate and a spent one coming
+back revokes its whole session (``core.security.sessions``). Sign-in is throttled per account
+and address, per address and per account (``core.security.login_throttle``), and answers the
+same for a wrong password as for a missing account. Password change and reset:
+``web.passwords``. The client's address is the peer's, or what a trusted proxy says it is
+(``web.client_address``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import sys
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import StringConstraints, model_validator
 
-from core.clients.database import Document, database
+from core.clients.database import Document
 from core.errors import PermissionDenied, Unauthorized
-from core.security.login_throttle import LoginThrottle
 from core.security.passwords import hash_password, needs_rehash, verify_password
-from core.security.sessions import SessionStore
+from core.security.rate_limits import Limit
+from core.security.throttle_keys import address_bucket, refuse
 from core.security.tokens import TokenService
 from core.settings import Settings
-from core.stores.identity import (
-    OWNER,
-    IdentityStore,
-    UserNotFound,
-    normalise_email,
-    public_user,
-    public_workspace,
+from core.stores.identity import OWNER, EmailTaken, UserNotFound, public_user
+from web import passwords
+from web.accounts import (
+    BACKGROUND,
+    IDENTITY,
+    LIMITER,
+    MAILER,
+    SESSIONS,
+    THROTTLE,
+    Body,
+    Email,
+    GivenPassword,
+    Password,
+    accounts_ctx,
+    issue_session,
+    token_pair,
 )
-from web.auth import CONFIGURERS, TOKENS, Principal, principal, revoked_session_key
+from web.auth import CONFIGURERS, TOKENS, Principal, principal
+from web.client_address import client_address
 from web.health import Dependency
-from web.keys import MONGO, REDIS, SETTINGS
+from web.keys import SETTINGS
 from web.openapi import Operation, all_operations, document
 from web.service import service_app
 from web.validation import parse_body
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS)
 
-IDENTITY = web.AppKey("identity", IdentityStore)
-SESSIONS = web.AppKey("sessions", SessionStore)
-THROTTLE = web.AppKey("login_throttle", LoginThrottle)
-
 WRONG_CREDENTIALS = "the email or the password is not right"
+SIGNED_UP = "if this email can be used, its account is ready: sign in with it and the password"
 
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_email)]
-Password = Annotated[str, StringConstraints(min_length=10, max_length=128)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Role = Literal["owner", "admin", "agent"]
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class Register(Body):
@@ -66,8 +68,7 @@ class Register(Body):
 
 class Login(Body):
     email: Email
-    # Not the sign-up policy: a sign-in is only ever right or wrong.
-    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    password: GivenPassword
 
 
 class Refresh(Body):
@@ -92,53 +93,43 @@ class MemberChange(Body):
         return self
 
 
-def client_address(request: web.Request) -> str:
-    """The caller's address. Behind the gateway (Traefik on loopback, which drops forwarded
-    headers from untrusted clients and sets its own) it is the first X-Forwarded-For entry."""
-    remote = request.remote or "unknown"
-    if remote != "127.0.0.1":
-        return remote
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    try:
-        return str(ipaddress.ip_address(forwarded))
-    except ValueError:
-        return remote
-
-
-async def _issue(request: web.Request, user: Document) -> dict[str, Any]:
-    """A new session (refresh family) for ``user`` and its first token pair."""
-    tokens = request.app[TOKENS]
-    family_id = SessionStore.new_family_id()
-    refresh, claims = tokens.refresh_token(user["_id"], family_id)
-    await request.app[SESSIONS].start(user["workspace_id"], claims)
-    return _pair(tokens, user, family_id, refresh)
-
-
-def _pair(tokens: TokenService, user: Document, family_id: str, refresh: str) -> dict[str, Any]:
-    access = tokens.access_token(user["_id"], user["workspace_id"], user["role"], family_id)
-    return {
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "Bearer",
-        "expires_in": tokens.access_ttl_s,
-    }
-
-
 async def register(request: web.Request) -> web.Response:
+    """The same answer, after the same work (an Argon2 hash, the writes), for a taken email as
+    for a new one; only the mail sent to the address says which it was."""
     body = await parse_body(request, Register)
+    settings = request.app[SETTINGS]
+    bucket = address_bucket(client_address(request, settings))
+    limit = Limit(f"signup:ip:{bucket}", settings.signups_per_address, settings.signup_window_s)
+    refuse(
+        await request.app[LIMITER].take([limit]), "too many sign-ups from this address; try later"
+    )
     password_hash = await hash_password(body.password)
-    user, workspace = await request.app[IDENTITY].register(
-        email=body.email, name=body.name, password_hash=password_hash,
-        workspace_name=body.workspace_name,
-    )  # fmt: skip
-    tokens = await _issue(request, user)
-    payload = {"user": public_user(user), "workspace": public_workspace(workspace), **tokens}
-    return web.json_response(payload, status=201)
+    try:
+        await request.app[IDENTITY].register(
+            email=body.email, name=body.name, password_hash=password_hash,
+            workspace_name=body.workspace_name,
+        )  # fmt: skip
+        subject, text = "Your Switchboard workspace is ready", _WELCOME
+    except EmailTaken:
+        subject, text = "Someone tried to sign up with your address", _ALREADY_SIGNED_UP
+    request.app[BACKGROUND].run(
+        request.app[MAILER].send(body.email, subject, text), "a sign-up mail"
+    )
+    return web.json_response({"email": body.email, "message": SIGNED_UP}, status=202)
+
+
+# Neither mail carries anything the sign-up's sender wrote: no one can mail a stranger their text.
+_WELCOME = "Your Switchboard workspace is ready: sign in with this address.\n"
+_ALREADY_SIGNED_UP = (
+    "Someone tried to create a Switchboard account with this address, which already has one.\n"
+    "If it was you, sign in, or ask for a password reset if you forgot the password.\n"
+    "If not, there is nothing to do: no account was made.\n"
+)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, Login)
-    address = client_address(request)
+    address = client_address(request, request.app[SETTINGS])
     throttle = request.app[THROTTLE]
     await throttle.take(body.email, address)
     identity = request.app[IDENTITY]
@@ -151,7 +142,7 @@ async def login(request: web.Request) -> web.Response:
     if stored and needs_rehash(stored):
         new_hash = await hash_password(body.password)
         await identity.set_password_hash(user["workspace_id"], user["_id"], new_hash)
-    return web.json_response(await _issue(request, user))
+    return web.json_response(await issue_session(request, user))
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -167,7 +158,7 @@ async def refresh(request: web.Request) -> web.Response:
     except UserNotFound as error:
         await sessions.revoke(family["_id"], family["workspace_id"])
         raise Unauthorized("this account no longer exists") from error
-    return web.json_response(_pair(tokens, user, family["_id"], successor_token))
+    return web.json_response(token_pair(tokens, user, family["_id"], successor_token))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -242,22 +233,14 @@ async def _configurer(request: web.Request) -> Document:
     return acting
 
 
-async def _identity_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    db = database(app[MONGO], settings)
-    app[IDENTITY] = IdentityStore(db)
-    app[SESSIONS] = SessionStore(
-        db, app[REDIS], revoked_key=revoked_session_key, access_ttl_s=settings.access_token_ttl_s
-    )
-    app[THROTTLE] = LoginThrottle(app[REDIS])
-    yield
-
-
 def _operations() -> list[Operation]:
     auth, users = "auth", "users"
     return [
         Operation("POST", "/api/auth/register", "Create a workspace and its owner", auth,
-                  status=201, body=Register, errors=(400, 409, 422), security=None),
+                  status=202, body=Register, errors=(400, 422, 429), security=None,
+                  description="Answers the same whether or not the email already has an "
+                  "account, and returns no tokens: sign in next. A mail to the address says "
+                  "which it was."),
         Operation("POST", "/api/auth/login", "Sign in", auth, body=Login,
                   errors=(400, 401, 422, 429), security=None),
         Operation("POST", "/api/auth/refresh", "Rotate a refresh token", auth, body=Refresh,
@@ -281,7 +264,7 @@ OPERATIONS = _operations()
 def create_app(settings: Settings) -> web.Application:
     app = service_app(settings, "users", DEPENDENCIES)
     app[TOKENS] = TokenService(settings)
-    app.cleanup_ctx.append(_identity_ctx)
+    app.cleanup_ctx.append(accounts_ctx)
     app.router.add_post("/api/auth/register", register)
     app.router.add_post("/api/auth/login", login)
     app.router.add_post("/api/auth/refresh", refresh)
@@ -291,6 +274,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/users", add_member)
     app.router.add_patch("/api/users/{user_id}", change_member)
     app.router.add_delete("/api/users/{user_id}", remove_member)
+    passwords.install(app)
     app.router.add_get("/api/openapi.json", openapi_document)
     return app
 
@@ -303,5 +287,5 @@ async def openapi_document(request: web.Request) -> web.Response:
 def api_document() -> dict[str, object]:
     from web import applications, chatbots, conversations  # the other services' operations
 
-    modules = (sys.modules[__name__], applications, chatbots, conversations)
+    modules = (sys.modules[__name__], passwords, applications, chatbots, conversations)
     return document(all_operations(vars(module) for module in modules))
