@@ -23,6 +23,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/switchboard --
 COPY --from=build /opt/switchboard /opt/switchboard
 USER switchboard
 WORKDIR /var/lib/switchboard
+# No secret is baked in: SWITCHBOARD_JWT_SECRET, _ENCRYPTION_KEY and _S3_SECRET_KEY come from the
+# environment at run time, and a process whose service addresses are not loopback refuses to
+# start with their published defaults (core/security/default_secrets.py).
 ENV SWITCHBOARD_STATE_DIR=/var/lib/switchboard/state \
     SWITCHBOARD_WORKER_DATADIR=/var/lib/switchboard/worker
 # The web services' ports: Settings.web_base_port (8100) + the service's index.

@@ -330,10 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     if args.command != "down":  # stopping what was started is always allowed
-        from core.security.default_secrets import DefaultSecret, refuse_defaults
+        from core.security.default_secrets import DefaultSecret
+        from infra.secrets_file import startup_settings
 
         try:
-            refuse_defaults(settings)
+            settings = startup_settings(settings)
         except DefaultSecret as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -10,7 +10,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.security.default_secrets import default_secrets, on_local_stack
+from core.security.local_secrets import secrets_file
 from core.settings import Settings
+from infra.secrets_file import ensure_secrets_file
 from infra.services import SERVICE_CLASSES, InstallError, LocalService, all_services
 
 
@@ -104,6 +107,7 @@ def ensure_up(service: LocalService, step: str = "") -> bool:
 def up(settings: Settings, names: Iterable[str] = ()) -> list[str]:
     """Start the named services (all by default). Returns the names it started itself."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_local_secrets(settings)
     services = select(settings, names)
     started = []
     for index, service in enumerate(services, start=1):
@@ -113,6 +117,20 @@ def up(settings: Settings, names: Iterable[str] = ()) -> list[str]:
         except InstallError as error:
             raise StartError(f"{service.name} could not be installed: {error}") from error
     return started
+
+
+def ensure_local_secrets(settings: Settings) -> None:
+    """Make the local stack's secrets if missing, and refuse settings read before they were.
+
+    ``switchboard`` commands make the file before reading their settings; a caller that read
+    them first (pytest on a fresh checkout) would start S3 with the published default.
+    """
+    path = secrets_file(settings.state_dir)
+    if on_local_stack(settings) and ensure_secrets_file(path) and default_secrets(settings):
+        raise StartError(
+            f"the local stack's secrets were generated just now in {path}, after these settings "
+            "were read with the published defaults; run the command again"
+        )
 
 
 def down(settings: Settings, names: Iterable[str] = ()) -> list[str]:

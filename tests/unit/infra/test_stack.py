@@ -10,7 +10,7 @@ import pytest
 
 from core.settings import Settings
 from infra.services import LocalService, Progress
-from infra.stack import StartError, ensure_up
+from infra.stack import StartError, ensure_local_secrets, ensure_up
 
 
 class KeyedServer(LocalService):
@@ -90,3 +90,16 @@ def test_when_ours_was_not_the_one_answering_it_is_refused(settings: Settings) -
     assert ensure_up(KeyedServer(settings, "ours, elsewhere"))
     with pytest.raises(StartError, match="did not start it"):
         ensure_up(Squatter(settings, "generated"))
+
+
+def test_the_secrets_are_made_before_anything_starts(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    with pytest.raises(StartError, match="generated just now"):
+        ensure_local_secrets(settings)
+    assert (tmp_path / "secrets.env").is_file()
+    ensure_local_secrets(Settings(state_dir=tmp_path))  # read after: fine
+
+
+def test_off_the_local_stack_no_secrets_are_made(tmp_path: Path) -> None:
+    ensure_local_secrets(Settings(state_dir=tmp_path, kafka_url="kafka://kafka:9092"))
+    assert list(tmp_path.iterdir()) == []
