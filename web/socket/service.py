@@ -17,6 +17,7 @@ import socketio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from core import json_depth
 from core.cached.applications import ApplicationDirectory
 from core.clients.database import database
 from core.clients.producer import LazyProducer
@@ -50,6 +51,9 @@ def create_app(settings: Settings) -> web.Application:
         async_mode="aiohttp",
         client_manager=IndexedRedisManager(settings.redis_url),
         cors_allowed_origins="*",  # the widget is embedded on any site; auth is in the payload
+        # Packets are decoded with their nesting bounded: a deep one is dropped as malformed
+        # instead of exhausting the parser's stack, which closed the client's websocket.
+        json=json_depth,
     )
     sio.register_namespace(WidgetNamespace(app))
     sio.register_namespace(InboxNamespace(app))
