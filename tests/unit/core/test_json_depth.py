@@ -100,3 +100,11 @@ def test_loads_is_json_loads_otherwise() -> None:
     assert loads(bytearray(b"[]")) == []
     with pytest.raises(json.JSONDecodeError):
         loads("{")
+
+
+def test_the_start_and_the_whole_are_both_counted() -> None:
+    with pytest.raises(NestingTooDeep):
+        check_depth(" " * 20_000 + "[" * 100)  # deep only past the start
+    # Brackets in a string across the end of the start are text, there and in the whole.
+    check_depth(json.dumps(["[" * 20_000, {"a": "{" * 20_000}]))
+    check_depth(json.dumps(["[" * 20_000, {"a": "{" * 20_000}]).encode())
