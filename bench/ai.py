@@ -203,6 +203,8 @@ def run(settings: Settings, log_dir: Path) -> list[AIRun]:
                 env={
                     "SWITCHBOARD_AI_AGENT_ENABLED": "true",
                     "SWITCHBOARD_MONGO_DATABASE": DATABASE,
+                    # The fake model is on loopback, where a tenant's model URL needs leave.
+                    "SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32",
                 },
             )
             for n in range(count)

@@ -36,7 +36,10 @@ CHUNK_DELAY_S = 0.08
 
 @pytest.fixture(scope="module")
 def ai_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    with running(Worker(tmp_path_factory.mktemp("widget"), "widget-worker", ai=True)) as worker:
+    # The fake model listens on loopback, which a tenant's model URL may reach only when allowed.
+    allow = {"SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32"}
+    worker = Worker(tmp_path_factory.mktemp("widget"), "widget-worker", ai=True, env=allow)
+    with running(worker):
         yield worker
 
 
