@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from core.settings import Settings
+from infra.secrets_file import startup_settings
 
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings()
+    # As every switchboard command starts: the local stack's generated secrets, made if missing.
+    return startup_settings(Settings())
