@@ -1,8 +1,10 @@
 """Outgoing mail: SMTP when ``Settings.mail_url`` is set, the log otherwise.
 
 The standard library's ``smtplib`` blocks, so each message is sent in a thread. Without a mail
-server (the local stack) the message is logged at warning level, so that a reset link shows on
-the terminal of ``switchboard run``; a deployment sets ``SWITCHBOARD_MAIL_URL``.
+server on the local stack the message is logged at warning level, so that a reset link shows on
+the terminal of ``switchboard run``. Off the local stack a deployment sets
+``SWITCHBOARD_MAIL_URL``; until it does, the log names each unsent mail but never holds its
+text, since anyone who reads the logs could use a reset link.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
 
+from core.security.default_secrets import on_local_stack
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Mailer:
         url = settings.mail_url.get_secret_value() if settings.mail_url else None
         self._server = SmtpServer.parse(url) if url else None
         self._sender = settings.mail_from
+        self._log_text = on_local_stack(settings)
 
     def message(self, to: str, subject: str, body: str) -> EmailMessage:
         message = EmailMessage()
@@ -66,7 +70,10 @@ class Mailer:
     async def send(self, to: str, subject: str, body: str) -> None:
         message = self.message(to, subject, body)
         if self._server is None:
-            log.warning("mail (no mail server configured) to %s: %s\n%s", to, subject, body)
+            if self._log_text:
+                log.warning("mail (no mail server configured) to %s: %s\n%s", to, subject, body)
+            else:
+                log.error("mail to %s not sent (%s): set SWITCHBOARD_MAIL_URL", to, subject)
             return
         await asyncio.to_thread(_deliver, self._server, message)
 

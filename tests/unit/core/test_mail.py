@@ -33,3 +33,13 @@ def test_a_message_has_the_configured_sender() -> None:
     assert message["From"] == "Ops <ops@x.test>"
     assert message["To"] == "ann@example.test"
     assert message.get_content().strip() == "Body"
+
+
+async def test_off_the_local_stack_an_unsent_mail_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="core.mail")
+    remote = Settings(mail_url=None, redis_url="redis://redis.internal:6379/0")
+    await Mailer(remote).send("ann@example.test", "Reset", "the link: secret-token")
+    assert "SWITCHBOARD_MAIL_URL" in caplog.text
+    assert "secret-token" not in caplog.text
