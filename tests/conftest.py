@@ -7,6 +7,9 @@ import pytest
 from core.settings import Settings
 from infra.secrets_file import startup_settings
 
+#: The real local services, for the tests that ask for them (integration, security).
+pytest_plugins = ("tests.live_services",)
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
