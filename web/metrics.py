@@ -1,8 +1,9 @@
 """Prometheus metrics per service, each app with its own registry (no process-global state).
 
 Labels hold nothing a client chose freely: the route is the matched resource's pattern (or
-``unmatched``), the method one of HTTP's own (or ``other``), so a client can neither write
-text into the exposition nor grow a label's values without bound.
+``unmatched``, never the path), the method one the API uses (or ``other``, for the WebDAV and
+other methods aiohttp's parser also takes), so a client can neither write its text into the
+exposition nor add label values.
 """
 
 from __future__ import annotations
