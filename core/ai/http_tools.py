@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from core import json_depth
 from core.ai.tool_schema import ToolSchemas
 from core.ai.tools import IDEMPOTENCY_KEY, TenantTool
 from core.errors import SwitchboardError
@@ -44,7 +45,7 @@ def _body(raw: bytes, content_type: str) -> Any:
     text = raw.decode("utf-8", errors="replace")
     if "json" in content_type:
         try:
-            parsed = json.loads(text)
+            parsed = json_depth.loads(text)  # a tenant's answer: nesting bounded
         except ValueError:
             pass
         else:

@@ -13,7 +13,6 @@ only to checked addresses, and never redirected (the SDK would otherwise follow 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ import aiohttp
 from openai import APIConnectionError, AsyncOpenAI, DefaultAioHttpClient
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
+from core import json_depth
 from core.security.egress import CheckedResolver, EgressPolicy, EgressRefused, check_destination
 from core.settings import Settings
 
@@ -110,8 +110,9 @@ class ToolCall:
     def parsed_arguments(self) -> dict[str, Any]:
         """The arguments as an object; ValueError when the model wrote something else."""
         try:
-            parsed = json.loads(self.arguments or "{}")
-        except json.JSONDecodeError as error:
+            # The model's text: bounded, as any JSON from outside (core.json_depth).
+            parsed = json_depth.loads(self.arguments or "{}")
+        except ValueError as error:
             raise ValueError(f"arguments of {self.name} are not JSON: {error}") from error
         if not isinstance(parsed, dict):
             raise ValueError(f"arguments of {self.name} are not a JSON object")
