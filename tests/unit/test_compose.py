@@ -7,6 +7,7 @@ infra/services.py exactly as ``switchboard up`` renders them, then compared rout
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections import defaultdict
@@ -372,3 +373,15 @@ def test_gateway_services_point_at_compose_services(
             assert url.port in listening[url.hostname], f"{name}: {url.hostname} not on {url.port}"
         local_balancer = {k: v for k, v in local[name]["loadBalancer"].items() if k != "servers"}
         assert balancer == local_balancer, f"{name}: load balancer options differ from local"
+
+
+def test_only_the_gateway_is_a_trusted_proxy(compose: Compose, services: dict[str, Any]) -> None:
+    """Throttles count clients by the address Traefik forwards: Switchboard must believe it,
+    and no other container, and Traefik's fixed address must never be handed to another."""
+    gateway = ipaddress.ip_address(services["traefik"]["networks"]["default"]["ipv4_address"])
+    pool = compose["networks"]["default"]["ipam"]["config"][0]
+    assert gateway in ipaddress.ip_network(pool["subnet"])
+    assert gateway not in ipaddress.ip_network(pool["ip_range"])
+    for name in SWITCHBOARD:
+        trusted = _environment(services[name])["SWITCHBOARD_TRUSTED_PROXIES"]
+        assert [ipaddress.ip_address(part) for part in trusted.split(",")] == [gateway], name
