@@ -5,13 +5,10 @@ like any other (the model is told, or the answer is kept as text)."""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 
 from core.ai.http_tools import MAX_RESULT_CHARS, _body
 from core.ai.llm import ToolCall
-from core.stores.conversation_queries import Cursor
 
 DEEP = "[" * 100_000
 
@@ -25,9 +22,3 @@ def test_a_models_deeply_nested_arguments_are_refused_as_malformed() -> None:
 def test_a_tools_deeply_nested_answer_is_kept_as_text() -> None:
     answer = DEEP.encode()
     assert _body(answer, "application/json") == DEEP[:MAX_RESULT_CHARS]
-
-
-def test_a_deeply_nested_page_cursor_is_not_a_cursor() -> None:
-    forged = base64.urlsafe_b64encode(("[" * 5_000).encode()).decode()
-    with pytest.raises(ValueError, match="not a cursor"):
-        Cursor.decode(forged)
