@@ -15,7 +15,6 @@ application's and that the visitor is not blocked: a replaced key or a block end
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import time
@@ -32,6 +31,7 @@ from core.clients.database import Document
 from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
 from core.errors import DependencyUnavailable, Unauthorized
 from core.security.rate_limits import Limit, Refusal
+from core.security.throttle_keys import address_bucket
 from core.security.tokens import TokenExpired
 from core.settings import Settings
 from core.stores.application_store import WIDGET_KEY
@@ -323,20 +323,6 @@ def client_address_of(environ: dict[str, Any], settings: Settings) -> str:
         peer = request.remote or "unknown"
         return forwarded_client(peer, request.headers.get("X-Forwarded-For", ""), settings)
     return str(environ.get("REMOTE_ADDR") or "unknown")
-
-
-def address_bucket(address: str) -> str:
-    """What a connect counts against: an IPv4 address, or an IPv6 address's /64 (one host
-    commonly holds a whole /64: single IPv6 addresses would be no limit at all)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
 
 
 def budgets(settings: Settings, visitor: dict[str, Any], application: Document) -> list[Limit]:

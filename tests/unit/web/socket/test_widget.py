@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from core import ids
+from core.security.throttle_keys import address_bucket
 from core.settings import Settings
 from streams.contract import WEB_CHANNEL
 from streams.records import InboundMessage, decode, encode
-from web.socket.widget import CLIENT_ID, address_bucket, budgets, inbound_message, message_view
+from web.socket.widget import CLIENT_ID, budgets, inbound_message, message_view
 
 
 @pytest.mark.parametrize(
