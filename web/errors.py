@@ -2,7 +2,10 @@
 
 A ``RecursionError`` answers 400 ``too_deeply_nested``, never 500: what nests deep enough to
 exhaust the stack is a client's input (``web.validation`` refuses such bodies before parsing;
-this covers any other path). Request paths are logged escaped (``web.log_lines``).
+this covers any other path). A backing service that fails mid-request (Redis or MongoDB gone,
+a connection refused or timed out) answers 503 ``dependency_unavailable``, as the stores' own
+checks do: the client may retry, and nothing was half-done that a retry would repeat wrongly.
+Request paths are logged escaped (``web.log_lines``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
-from core.errors import SwitchboardError, TooManyRequests, Unauthorized
+from core.errors import DependencyUnavailable, SwitchboardError, TooManyRequests, Unauthorized
 from web.log_lines import printable
 from web.validation import TooDeeplyNested
 
@@ -75,6 +80,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("nested too deeply to handle: %s", _request_line(request))
         refused = TooDeeplyNested("the request nests arrays or objects too deeply")
         return error_response(refused.status, refused.code, refused.message)
+    except (RedisError, PyMongoError, ConnectionError, TimeoutError) as error:
+        log.warning("a dependency failed on %s: %r", _request_line(request), error)
+        unavailable = DependencyUnavailable("a backing service did not answer; retry shortly")
+        response = error_response(unavailable.status, unavailable.code, unavailable.message)
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception:
         log.exception("unhandled error on %s", _request_line(request))
         return error_response(500, "internal_error", "Internal error; it has been logged.")

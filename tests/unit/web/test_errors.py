@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import logging
 
+import pymongo.errors
 import pytest
+import redis.exceptions
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -33,6 +35,14 @@ async def _recurse(request: web.Request) -> web.Response:
     return web.json_response(down(0))
 
 
+async def _redis_gone(request: web.Request) -> web.Response:
+    raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+
+async def _mongo_gone(request: web.Request) -> web.Response:
+    raise pymongo.errors.ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
+
+
 async def _echo(request: web.Request) -> web.Response:
     return web.json_response({"size": len(await request.read())})
 
@@ -45,6 +55,8 @@ def _app(settings: Settings) -> web.Application:
     app.router.add_post("/echo", _echo)
     app.router.add_get("/recurse/{tail}", _recurse)
     app.router.add_get("/boom/{tail}", _boom)
+    app.router.add_get("/redis-gone", _redis_gone)
+    app.router.add_get("/mongo-gone", _mongo_gone)
     return app
 
 
@@ -115,3 +127,16 @@ async def test_a_failed_request_is_logged_with_its_path_escaped(
             response = await client.get("/boom/x%0D%0Afake%20log%20line%1B[2K")
         assert response.status == 500
     assert caplog.messages == ["unhandled error on GET /boom/x\\x0d\\x0afake log line\\x1b[2K"]
+
+
+@pytest.mark.parametrize("path", ["/redis-gone", "/mongo-gone"])
+async def test_a_backing_service_failing_mid_request_answers_503(
+    settings: Settings, path: str
+) -> None:
+    async with TestClient(TestServer(_app(settings))) as client:
+        response = await client.get(path)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        body = await response.json()
+        assert body["error"]["code"] == "dependency_unavailable"
+        assert "127.0.0.1" not in body["error"]["message"]
