@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     kafka_url: str = "kafka://127.0.0.1:9092"
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_database: str = "switchboard"
+    # Pooled connections idle this long are dropped, not reused: one the server closed meanwhile
+    # (a restart) would fail the next write, which the driver does not retry on FerretDB.
+    mongo_max_idle_ms: int = Field(default=10_000, ge=100)
     redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "switchboard"

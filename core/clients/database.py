@@ -19,6 +19,7 @@ def new_mongo_client(settings: Settings, *, timeout_ms: int = 5000) -> AsyncMong
         settings.mongo_url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        maxIdleTimeMS=settings.mongo_max_idle_ms,
         tz_aware=True,
         appname="switchboard",
     )

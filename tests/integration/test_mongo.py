@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,8 @@ from pymongo.errors import DuplicateKeyError
 
 from core.clients.database import Document, new_mongo_client
 from core.settings import Settings
+from infra.services import SERVICE_CLASSES
+from infra.stack import ensure_up
 
 
 @pytest.fixture
@@ -44,3 +47,21 @@ async def test_upsert_is_idempotent(db: AsyncDatabase[Document]) -> None:
             {"_id": "c1"}, {"$setOnInsert": {"mode": "bot"}, "$inc": {"seen": 1}}, upsert=True
         )
     assert await conversations.find_one({"_id": "c1"}) == {"_id": "c1", "mode": "bot", "seen": 3}
+
+
+async def test_a_write_after_the_database_restarted_succeeds(settings: Settings) -> None:
+    """After a restart the pool still holds connections the server closed, and a write on one
+    fails without a retry (FerretDB has no retryable writes); idle ones are dropped instead."""
+    client = new_mongo_client(settings.model_copy(update={"mongo_max_idle_ms": 500}))
+    notes = client[f"test_{uuid.uuid4().hex[:8]}"]["notes"]
+    ferretdb = SERVICE_CLASSES["ferretdb"](settings)
+    try:
+        await notes.insert_one({"n": 1})
+        assert await asyncio.to_thread(ferretdb.process.stop), "FerretDB is not managed here"
+        await asyncio.to_thread(ensure_up, ferretdb)
+        await asyncio.sleep(1.0)  # past the idle limit: the pooled connection is not reused
+        await notes.insert_one({"n": 2})
+        assert await notes.count_documents({}) == 2
+        await notes.database.client.drop_database(notes.database.name)
+    finally:
+        await client.close()
