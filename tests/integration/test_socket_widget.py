@@ -7,7 +7,6 @@ import uuid
 
 import jwt
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from redis.asyncio import Redis
 
@@ -26,6 +25,7 @@ from tests.integration.socket_harness import (
     socket_service,
     widget_application,
 )
+from tests.integration.topic_reader import end_offsets, records_since
 from web.socket.widget import message_view
 
 pytestmark = pytest.mark.integration
@@ -106,45 +106,19 @@ async def test_a_returning_visitor_resumes_their_conversation(
 
 
 async def _inbound_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(MESSAGES_INBOUND, p)
-            for p in consumer.partitions_for_topic(MESSAGES_INBOUND) or await _partitions(consumer)
-        ]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(MESSAGES_INBOUND) or set()
+    return await end_offsets(settings, MESSAGES_INBOUND)
 
 
 async def _inbound_since(
     settings: Settings, offsets: dict[TopicPartition, int], conversation_id: str
 ) -> list[InboundMessage]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        for partition, offset in offsets.items():
-            consumer.seek(partition, offset)
-        ends = await consumer.end_offsets(list(offsets))
-        found: list[InboundMessage] = []
-        while [p for p in offsets if await consumer.position(p) < ends[p]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    if record.key == conversation_id.encode():
-                        message = decode(record.value)
-                        assert isinstance(message, InboundMessage)
-                        found.append(message)
-        return found
-    finally:
-        await consumer.stop()
+    found: list[InboundMessage] = []
+    for record in await records_since(settings, offsets):
+        if record.key == conversation_id.encode():
+            message = decode(record.value)
+            assert isinstance(message, InboundMessage)
+            found.append(message)
+    return found
 
 
 async def test_a_message_is_acked_after_kafka_has_it_and_a_retry_is_a_duplicate(

@@ -8,7 +8,6 @@ import random
 from typing import Any
 
 import socketio
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from core.clients.realtime import WIDGET_NAMESPACE
@@ -16,6 +15,7 @@ from core.settings import Settings
 from streams.contract import CONVERSATION_EVENTS
 from streams.records import ConversationEvent, decode
 from tests.integration.socket_harness import Client
+from tests.integration.topic_reader import end_offsets, records_since
 
 
 def an_address() -> str:
@@ -55,41 +55,16 @@ async def refusal_from(url: str, auth: dict[str, Any], address: str) -> dict[str
 
 
 async def event_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(CONVERSATION_EVENTS) or set()
-        assert partitions, "conversation.events has no partitions"
-        return dict(
-            await consumer.end_offsets([TopicPartition(CONVERSATION_EVENTS, p) for p in partitions])
-        )
-    finally:
-        await consumer.stop()
+    return await end_offsets(settings, CONVERSATION_EVENTS)
 
 
 async def events_since(
     settings: Settings, offsets: dict[TopicPartition, int], application_id: str
 ) -> list[ConversationEvent]:
     """The events of ``application_id`` between ``offsets`` and the topic's end now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        consumer.assign(list(offsets))
-        for partition, offset in offsets.items():
-            consumer.seek(partition, offset)
-        ends = await consumer.end_offsets(list(offsets))
-        found: list[ConversationEvent] = []
-        while [p for p in offsets if await consumer.position(p) < ends[p]]:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    event = decode(record.value)
-                    if (
-                        isinstance(event, ConversationEvent)
-                        and event.application_id == application_id
-                    ):
-                        found.append(event)
-        return found
-    finally:
-        await consumer.stop()
+    events = [decode(record.value) for record in await records_since(settings, offsets)]
+    return [
+        event
+        for event in events
+        if isinstance(event, ConversationEvent) and event.application_id == application_id
+    ]
