@@ -35,6 +35,7 @@ from streams.contract import (
 from streams.records import (
     AgentRequest,
     ConversationCommand,
+    FunctionCall,
     InboundMessage,
     PlatformSend,
     bot_answer,
@@ -167,6 +168,19 @@ class Conversation:
     def command(self, action: str, **fields: Any) -> ConversationCommand:
         return ConversationCommand(
             **self._envelope(ids.new_id("cmd")), action=action, operator_id="op_1", **fields
+        )
+
+    def function_call(
+        self, name: str, arguments: dict[str, Any], request_id: str = "rq_test"
+    ) -> FunctionCall:
+        """A call of tool ``name`` as the AI stage writes it (its id is also the message id)."""
+        call_id = ids.new_id("fc")
+        return FunctionCall(
+            **self._envelope(call_id),
+            request_id=request_id,
+            call_id=call_id,
+            name=name,
+            arguments=arguments,
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from core.ids import new_id
 from core.security.secrets import SecretBox
 from core.settings import Settings
 from streams.contract import CONVERSATION_EVENTS, FUNCTION_CALLS, FUNCTION_RESULTS, MESSAGES_INBOUND
-from streams.records import FunctionCall, FunctionResult, decode, encode
+from streams.records import FunctionResult, decode, encode
 from streams.replay import conversation_records
 from streams.rerun import recorded_turns, rerun, rerun_model
 from tests.fakes.llm import Call, FakeLLM, Text, ToolCalls
@@ -219,16 +218,7 @@ async def test_an_unknown_or_disabled_tool_fails_closed(
             ("close_conversation", {}),  # a built-in this chatbot does not enable
             ("refund", {}),  # enabled by the chatbot, disabled by its owner
         ]
-        records = [
-            FunctionCall(
-                **conversation.message("x", "").envelope(f"fc_{new_id('t')}", time.time()),
-                request_id="rq_test",
-                call_id=f"fc_{new_id('t')}",
-                name=name,
-                arguments=arguments,
-            )
-            for name, arguments in calls
-        ]
+        records = [conversation.function_call(name, arguments) for name, arguments in calls]
         for record in records:
             await send_raw(settings, FUNCTION_CALLS, conversation.id, encode(record))
         found = await read_topic(settings, FUNCTION_RESULTS, {conversation.id}, within_s=30, want=3)

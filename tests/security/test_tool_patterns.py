@@ -11,7 +11,6 @@ still cannot stall the worker.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from core.ids import new_id
 from core.settings import Settings
 from streams.contract import FUNCTION_CALLS, FUNCTION_RESULTS
-from streams.records import FunctionCall, FunctionResult, decode, encode
+from streams.records import FunctionResult, decode, encode
 from tests.fakes.tool_endpoint import ToolEndpoint
 from tests.integration.api_harness import Db, Tenant, new_tenant
 from tests.integration.pipeline_harness import (
@@ -85,16 +84,7 @@ async def _call_all(
         settings, workspace, chatbot={"tools": sorted({name for name, _ in calls})}
     )
     conversation = Conversation(workspace, application, new_id("user"))
-    records = [
-        FunctionCall(
-            **conversation.message("x", "").envelope(f"fc_{new_id('t')}", time.time()),
-            request_id="rq_probe",
-            call_id=f"fc_{new_id('t')}",
-            name=name,
-            arguments=arguments,
-        )
-        for name, arguments in calls
-    ]
+    records = [conversation.function_call(name, args, "rq_probe") for name, args in calls]
     for record in records:
         await send_raw(settings, FUNCTION_CALLS, conversation.id, encode(record))
     found = await read_topic(

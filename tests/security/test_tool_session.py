@@ -10,7 +10,6 @@ through the chatbots service.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from core.ids import new_id
 from core.security.egress import keeps_credentials
 from core.security.secrets import SecretBox
 from core.settings import Settings
-from streams.records import FunctionCall, FunctionResult
+from streams.records import FunctionResult
 from tests.fakes.tool_endpoint import ToolEndpoint
 from tests.integration.api_harness import Db, new_tenant
 from tests.integration.pipeline_harness import Conversation, create_application, insert_documents
@@ -101,14 +100,7 @@ async def _tool_of_a_new_tenant(
 
 async def _call(deps: PipelineDeps, workspace: str, application: str) -> FunctionResult:
     conversation = Conversation(workspace, application, new_id("user"))
-    call_id = f"fc_{new_id('t')}"
-    call = FunctionCall(
-        **conversation.message("x", "").envelope(call_id, time.time()),
-        request_id="rq_probe",
-        call_id=call_id,
-        name="probe",
-        arguments={},
-    )
+    call = conversation.function_call("probe", {}, "rq_probe")
     return await FunctionCallStage(deps).run(call)
 
 
