@@ -25,7 +25,12 @@ from openai import APIConnectionError, AsyncOpenAI, DefaultAioHttpClient
 from openai._vendor.httpx_aiohttp import AiohttpTransport
 
 from core import json_depth
-from core.security.egress import CheckedResolver, EgressPolicy, EgressRefused, check_destination
+from core.security.egress import (
+    CheckedResolver,
+    EgressPolicy,
+    EgressRefused,
+    check_literal_destination,
+)
 from core.settings import Settings
 
 Message = dict[str, Any]
@@ -254,10 +259,9 @@ class OpenAIChatModel:
         began = time.monotonic()
         parameters = self._parameters(messages, tools)
         if self._settings.egress is not None:
-            # Before the call: a literal address (which the connector's resolver never sees)
-            # and a name now resolving inward are refused with the reason, not as a lost
-            # connection.
-            await check_destination(self._settings.base_url, self._settings.egress)
+            # A literal address, which the connector's resolver never sees; a name is checked
+            # by that resolver on every connection (its refusal is unwrapped below).
+            check_literal_destination(self._settings.base_url, self._settings.egress)
         try:
             return await self._call(parameters, on_delta, began)
         except APIConnectionError as error:

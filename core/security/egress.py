@@ -170,22 +170,31 @@ async def allowed_addresses(host: str, port: int, policy: EgressPolicy) -> list[
     return addresses
 
 
+def check_literal_destination(url: str, policy: EgressPolicy) -> bool:
+    """Refuse what can be refused without DNS: the scheme, and a host that is a literal IP the
+    policy refuses (aiohttp's connector never asks the resolver about one). True when the host
+    is such a literal, so nothing is left to resolve."""
+    check_url(url)
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    reason = policy.refusal(literal)
+    if reason is not None:
+        raise EgressRefused(f"{literal} is {reason}")
+    return True
+
+
 async def check_destination(url: str, policy: EgressPolicy) -> None:
     """Refuse a URL the policy would refuse when called: its scheme, and every address its host
     is now (a literal IP, or what the name resolves to). Used when a tool is saved, so a tenant
     learns at once; the call checks again, since a name may resolve elsewhere later."""
-    check_url(url)
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        await allowed_addresses(host, port, policy)
+    if check_literal_destination(url, policy):
         return
-    reason = policy.refusal(literal)
-    if reason is not None:
-        raise EgressRefused(f"{literal} is {reason}")
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    await allowed_addresses(parts.hostname or "", port, policy)
 
 
 class CheckedResolver(AbstractResolver):
@@ -268,8 +277,7 @@ class EgressClient:
                 raise EgressRefused(reason)
         secret = {name.lower() for name in secret_headers}
         for _ in range(self.policy.max_redirects + 1):
-            check_url(url)
-            await self._check_literal_host(url)
+            check_literal_destination(url, self.policy)  # a name is checked as it resolves
             async with self._client().request(
                 method, url, headers=headers, json=json, params=params, allow_redirects=False
             ) as response:
@@ -291,17 +299,6 @@ class EgressClient:
                 body = await _read_capped(response, self.policy.max_response_bytes)
                 return EgressResponse(response.status, dict(response.headers), body, url)
         raise EgressRefused(f"more than {self.policy.max_redirects} redirects")
-
-    async def _check_literal_host(self, url: str) -> None:
-        """aiohttp does not ask the resolver about a literal IP: check it here."""
-        host = urlsplit(url).hostname or ""
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return
-        reason = self.policy.refusal(address)
-        if reason is not None:
-            raise EgressRefused(f"{address} is {reason}")
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
