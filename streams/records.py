@@ -55,6 +55,11 @@ class InboundMessage(PipelineRecord, namespace="switchboard.InboundMessage"):
     sender_name: str = ""
     text: str = ""
     attachments: Optional[List[Dict[str, Any]]] = None  # noqa: UP006, UP045
+    #: ``message`` (a turn), ``postback`` (a button's data, in ``text``: a turn too), or
+    #: ``edit`` (the user changed ``external_id``'s text: shown to operators, not a new turn).
+    kind: str = "message"
+    reply_to: str = ""  # the platform's id of the message this one answers
+    sent_at: float = 0.0  # when the platform says the user sent it
 
 
 class ConversationCommand(PipelineRecord, namespace="switchboard.ConversationCommand"):

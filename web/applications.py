@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 
 from core import ids
 from core.cached.applications import ApplicationDirectory
+from core.channels.base import NormalizedMessage
 from core.clients.database import Document, database
 from core.clients.producer import LazyProducer
 from core.errors import Unauthorized
@@ -31,7 +32,8 @@ from core.stores.application_store import ApplicationNotFound, ApplicationStore
 from core.stores.blocked_visitors import VISITOR_ID, BlockedVisitors
 from core.stores.conversation_store import ConversationStore
 from streams.contract import API_CHANNEL, CONVERSATION_COMMANDS, MESSAGES_INBOUND
-from streams.records import ConversationCommand, InboundMessage, encode
+from streams.inbound import Origin, inbound_record
+from streams.records import ConversationCommand, encode
 from web.auth import TOKENS, principal
 from web.health import Dependency
 from web.keys import MONGO, PRODUCER, REDIS, SETTINGS
@@ -293,15 +295,15 @@ async def new_conversation(request: web.Request) -> web.Response:
         "created": not known,  # as far as the database knew when the request was accepted
     }
     if body.text is not None:
-        external_id = body.message_id or uuid.uuid4().hex
-        message = InboundMessage(
-            **envelope,
-            message_id=ids.inbound_message_id(API_CHANNEL, application_id, chat_id, external_id),
-            external_id=external_id,
+        origin = Origin(workspace_id, application_id, API_CHANNEL, application_id)
+        said = NormalizedMessage(
+            chat_id=chat_id,
+            external_id=body.message_id or uuid.uuid4().hex,
             sender_id=chat_id,
-            sender_name=body.name or "",
             text=body.text,
+            sender_name=body.name or "",
         )
+        message = inbound_record(origin, said, trace_id=envelope["trace_id"])
         await producer.send(MESSAGES_INBOUND, conversation_id, encode(message))
         answer["message_id"] = message.message_id
     elif not known:

@@ -262,6 +262,7 @@ class EgressClient:
         *,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
+        data: bytes | None = None,
         params: Mapping[str, str] | None = None,
         secret_headers: Collection[str] = (),
     ) -> EgressResponse:
@@ -269,6 +270,7 @@ class EgressClient:
 
         A redirect that may not keep the credentials (``keeps_credentials``) drops the headers
         named in ``secret_headers`` and every credential-like one, for the rest of the call.
+        ``data`` is a body sent as these exact bytes (a signed one), where ``json`` is encoded.
         """
         headers = dict(headers or {})
         for name, value in headers.items():
@@ -279,7 +281,13 @@ class EgressClient:
         for _ in range(self.policy.max_redirects + 1):
             check_literal_destination(url, self.policy)  # a name is checked as it resolves
             async with self._client().request(
-                method, url, headers=headers, json=json, params=params, allow_redirects=False
+                method,
+                url,
+                headers=headers,
+                json=json,
+                data=data,
+                params=params,
+                allow_redirects=False,
             ) as response:
                 if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                     target = urljoin(url, response.headers["Location"])
@@ -293,7 +301,7 @@ class EgressClient:
                     if response.status == 303 or (
                         response.status in (301, 302) and method.upper() == "POST"
                     ):
-                        method, json = "GET", None
+                        method, json, data = "GET", None, None
                     params = None
                     continue
                 body = await _read_capped(response, self.policy.max_response_bytes)

@@ -27,6 +27,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from core import ids
+from core.channels.base import NormalizedMessage
 from core.clients.database import Document
 from core.clients.realtime import INBOX_NAMESPACE, WIDGET_NAMESPACE, conversation_room
 from core.errors import DependencyUnavailable, Unauthorized
@@ -37,6 +38,7 @@ from core.settings import Settings
 from core.stores.application_store import WIDGET_KEY
 from core.stores.recent_messages import widget_view
 from streams.contract import CONVERSATION_EVENTS, MESSAGES_INBOUND, WEB_CHANNEL
+from streams.inbound import Origin, inbound_record
 from streams.records import ConversationEvent, InboundMessage, encode
 from web.client_address import forwarded_client
 from web.socket.deps import SOCKET_DEPS, Refused, SocketDeps, failure
@@ -345,18 +347,6 @@ def new_visitor_id() -> str:
 
 def inbound_message(visitor: dict[str, Any], client_id: str, text: str) -> InboundMessage:
     application_id = visitor["application_id"]
+    origin = Origin(visitor["workspace_id"], application_id, WEB_CHANNEL, application_id)
     visitor_id = visitor["visitor_id"]
-    return InboundMessage(
-        message_id=ids.inbound_message_id(WEB_CHANNEL, application_id, visitor_id, client_id),
-        conversation_id=visitor["conversation_id"],
-        workspace_id=visitor["workspace_id"],
-        application_id=application_id,
-        channel=WEB_CHANNEL,
-        channel_id=application_id,
-        chat_id=visitor_id,
-        created_at=time.time(),
-        trace_id=uuid.uuid4().hex,
-        external_id=client_id,
-        sender_id=visitor_id,
-        text=text,
-    )
+    return inbound_record(origin, NormalizedMessage(visitor_id, client_id, visitor_id, text))

@@ -1,0 +1,1 @@
+"""Messaging channels: one adapter module per platform behind the protocol in ``base``."""
