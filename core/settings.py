@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     meta_graph_api_base: str = "https://graph.facebook.com/v21.0"
     slack_api_base: str = "https://slack.com/api"
 
+    # Channels. The public address of the gateway, which platforms call back (a Telegram
+    # webhook is <public_url>/webhooks/telegram/<channel id>); unset: the local gateway's.
+    public_url: str | None = None
+    # The largest webhook body taken (WhatsApp documents up to 3 MB); larger ones answer 413.
+    webhook_max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # How long a platform's delivery id is remembered, so a redelivered webhook is taken once
+    # (Telegram keeps an undelivered update 24 hours; WhatsApp may redeliver for 7 days).
+    webhook_dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # The API channel's outgoing webhooks: retried with exponential backoff for this long.
+    api_webhook_retry_horizon_s: float = Field(default=24 * 3600, gt=0)
+
     # The pipeline.
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
     # The AI stage: off only where something else answers agent.requests (pipeline tests).
@@ -190,6 +201,11 @@ class Settings(BaseSettings):
     def gateway_url(self) -> str:
         host = "localhost" if self.gateway_host in ("127.0.0.1", "0.0.0.0") else self.gateway_host
         return f"http://{host}:{self.gateway_port}"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where platforms reach the gateway: ``public_url``, else the local gateway."""
+        return (self.public_url or self.gateway_url).rstrip("/")
 
     @property
     def kafka_bootstrap(self) -> str:
