@@ -28,7 +28,7 @@ from core.clients.database import Document
 from core.errors import ValidationFailed
 from core.stores.recent_messages import widget_view
 from streams.app import app
-from streams.contract import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL
+from streams.contract import SANDBOX_CHANNEL, WEB_CHANNEL
 from streams.records import ConversationCommand, OutboundMessage, PlatformSend, decode
 from streams.topics import conversation_commands, messages_outbound, platform_outbound
 from tables.conversations import ConversationState, conversation_state
@@ -36,9 +36,7 @@ from tables.conversations import ConversationState, conversation_state
 
 def _document(plan: Delivery) -> Document:
     message = plan.message
-    status = {WEB_CHANNEL: "delivered", SANDBOX_CHANNEL: "sandboxed", API_CHANNEL: "stored"}.get(
-        message.channel, "routed"
-    )
+    status = {WEB_CHANNEL: "delivered", SANDBOX_CHANNEL: "sandboxed"}.get(message.channel, "routed")
     if plan.stale:
         status = "suppressed"
     return {
@@ -60,10 +58,11 @@ def is_stale(message: OutboundMessage, state: ConversationState | None) -> bool:
     return state is None or state.mode != "bot" or state.epoch != message.mode_epoch
 
 
-#: Channels that never go to platform.outbound: the widget is pushed to directly, a sandbox goes
-#: nowhere, and a server-to-server ("api") conversation's answers are stored for its client to
-#: read through the conversations API.
-LOCAL_CHANNELS = (WEB_CHANNEL, SANDBOX_CHANNEL, API_CHANNEL)
+#: Channels that never go to platform.outbound: the widget is pushed to directly, and a sandbox
+#: goes nowhere. Every other channel's messages go to the platform sender; an API conversation's
+#: too, which posts them to the application's webhook if it has one (they are stored either way,
+#: for its server to read through the conversations API).
+LOCAL_CHANNELS = (WEB_CHANNEL, SANDBOX_CHANNEL)
 
 
 @dataclass(frozen=True)

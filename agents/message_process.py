@@ -159,7 +159,31 @@ async def channel_of(record: PipelineRecord, deps: PipelineDeps, batch: BatchSco
     )
 
 
+def plan_edit(message: InboundMessage, table: StateTable) -> Effects:
+    """A user changed a message they sent: operators see the new text; the bot is not asked
+    again (its answer stands), and an edit of a message never seen changes nothing."""
+    state: ConversationState | None = table.get(message.conversation_id)
+    effects = Effects()
+    if state is None or state.workspace_id != message.workspace_id:
+        return effects
+    edited = ids.inbound_message_id(
+        message.channel, message.channel_id, message.chat_id, message.external_id
+    )
+    effects.sends.append(
+        event_of(
+            message,
+            "message.edited",
+            message.message_id,
+            mode=state.mode,
+            data={"message_id": edited, "text": message.text, "edited_at": message.sent_at},
+        )
+    )
+    return effects
+
+
 def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
+    if message.kind == "edit":
+        return plan_edit(message, table)
     state: ConversationState | None = table.get(message.conversation_id)
     effects = Effects()
     if state is None:
@@ -195,6 +219,7 @@ def plan_inbound(message: InboundMessage, table: StateTable) -> Effects:
             "sender_name": message.sender_name,
             "text": message.text,
             "attachments": message.attachments or [],
+            "kind": message.kind,
             "seq": state.seq_of(message.message_id),
             "status": "received",
         }

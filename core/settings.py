@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     webhook_dedup_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     # The API channel's outgoing webhooks: retried with exponential backoff for this long.
     api_webhook_retry_horizon_s: float = Field(default=24 * 3600, gt=0)
+    # Networks an API channel's webhook URL may reach although not public (comma-separated
+    # CIDRs, as tool_allow_networks): a self-hoster's receiver on its private network.
+    channel_allow_networks: str = ""
 
     # The pipeline.
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"

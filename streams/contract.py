@@ -23,6 +23,11 @@ API_CHANNEL = "api"
 #: The web chat widget's channel: its channel id is the application's id, its chat the visitor.
 WEB_CHANNEL = "web"
 
+#: The Kafka header a re-driven record carries (``switchboard replay redrive``): the platform
+#: sender sends its message even where a stopped worker left it uncertain
+#: (``core.stores.send_ledger``), as an operator chose.
+REDRIVEN_HEADER = "switchboard-redriven"
+
 MESSAGES_INBOUND = "messages.inbound"
 AGENT_REQUESTS = "agent.requests"
 FUNCTION_CALLS = "function.calls"

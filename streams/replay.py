@@ -25,7 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from core import ids
 from core.settings import Settings
 from streams.admin import contract_topics
-from streams.contract import CHANGELOGS, MESSAGES_INBOUND, SANDBOX_CHANNEL
+from streams.contract import CHANGELOGS, MESSAGES_INBOUND, REDRIVEN_HEADER, SANDBOX_CHANNEL
 from streams.records import DeadLetter, InboundMessage, decode, encode
 
 REDRIVE_GROUP = "switchboard-redrive"
@@ -186,7 +186,10 @@ async def redrive(
             letter = DeadLetter.loads(record.value, serializer="json")
             if not dry_run:
                 await producer.send_and_wait(
-                    letter.source_topic, key=letter.key.encode(), value=letter.value.encode()
+                    letter.source_topic,
+                    key=letter.key.encode(),
+                    value=letter.value.encode(),
+                    headers=[(REDRIVEN_HEADER, b"1")],
                 )
             letters.append(letter)
         if not dry_run:

@@ -26,6 +26,7 @@ from core.ai.model_thread import ModelThread
 from core.ai.tools import ToolDirectory
 from core.cached.applications import ApplicationDirectory
 from core.cached.channel_directory import ChannelDirectory
+from core.channels.registry import ChannelRegistry, channel_registry
 from core.clients.cache import new_redis
 from core.clients.database import Document, database, new_mongo_client
 from core.clients.realtime import RealtimeEmitter
@@ -38,6 +39,10 @@ from core.stores.recent_messages import RecentMessages
 from core.stores.usage import UsageLedger
 
 log = logging.getLogger(__name__)
+
+#: An API channel's webhook call: its time and the most of its answer read (which is ignored).
+CHANNEL_TIMEOUT_S = 10.0
+CHANNEL_MAX_RESPONSE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -56,6 +61,8 @@ class PipelineDeps:
     secrets: SecretBox
     egress: EgressClient
     tool_results: ToolResults
+    #: The messaging platforms' adapters, for the platform sender.
+    channel_adapters: ChannelRegistry
     #: Model calls' own loop, and the model clients made on it (``core.ai.model_thread``).
     models: ModelThread = field(default_factory=ModelThread)
 
@@ -64,6 +71,7 @@ class PipelineDeps:
         closers: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("the model clients", self.models.close),
             ("the tools' HTTP session", self.egress.close),
+            ("the channel adapters", self.channel_adapters.close),
             ("the socket.io manager", self.realtime.close),
             ("Redis", self.redis.aclose),
             ("MongoDB", self.mongo.close),
@@ -101,6 +109,16 @@ def open_deps(settings: Settings) -> PipelineDeps:
             )
         ),
         tool_results=ToolResults(redis),
+        channel_adapters=channel_registry(
+            settings,
+            EgressClient(
+                EgressPolicy.from_setting(
+                    settings.channel_allow_networks,
+                    timeout_s=CHANNEL_TIMEOUT_S,
+                    max_response_bytes=CHANNEL_MAX_RESPONSE_BYTES,
+                )
+            ),
+        ),
     )
 
 

@@ -49,6 +49,10 @@ class ConversationStore:
             {"_id": conversation_id}, {"$set": {**fields, "updated_at": time.time()}}
         )
 
+    async def set_message_status(self, message_id: str, status: str) -> None:
+        """A message's delivery status, once its channel said (``sent``, ``failed``)."""
+        await self._messages.update_one({"_id": message_id}, {"$set": {"status": status}})
+
     async def insert_messages(self, messages: Sequence[Document]) -> set[str]:
         """Store messages under their ids; the ids of those stored now (not already there)."""
         return await insert_new(self._messages, messages)
