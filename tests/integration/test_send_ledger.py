@@ -1,0 +1,53 @@
+"""The send ledger on the real Redis: a piece is claimed once, and a stopped claimer's piece is
+never sent again by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from redis.asyncio import Redis
+
+from core.stores.send_ledger import Claim, SendLedger, ledger_key
+
+
+def _piece() -> str:
+    return f"bt_{uuid.uuid4().hex}"
+
+
+async def test_one_claimant_of_many_wins_and_a_sent_piece_stays_sent(redis: Redis) -> None:
+    ledger = SendLedger(redis)
+    piece = _piece()
+    claims = await asyncio.gather(*(ledger.claim(piece, f"w{i}") for i in range(20)))
+    assert claims.count(Claim.MINE) == 1
+    assert set(claims) == {Claim.MINE, Claim.BUSY}
+    winner = f"w{claims.index(Claim.MINE)}"
+    assert await ledger.claim(piece, winner) is Claim.MINE  # its own retry
+    await ledger.sent(piece)
+    assert {await ledger.claim(piece, owner) for owner in ("w0", "w19", winner)} == {Claim.SENT}
+
+
+async def test_a_lapsed_claim_of_a_stopped_worker_is_uncertain_until_redriven(
+    redis: Redis,
+) -> None:
+    ledger = SendLedger(redis, lease_s=0.2)
+    piece = _piece()
+    assert await ledger.claim(piece, "stopped") is Claim.MINE
+    assert await ledger.claim(piece, "next") is Claim.BUSY
+    await asyncio.sleep(0.3)
+    assert await ledger.claim(piece, "next") is Claim.UNCERTAIN
+    await ledger.uncertain(piece)
+    assert await ledger.claim(piece, "later") is Claim.UNCERTAIN
+    assert await ledger.claim(piece, "operator", redriven=True) is Claim.MINE
+    assert await ledger.claim(piece, "other", redriven=True) is Claim.BUSY
+    assert 0 < await redis.ttl(ledger_key(piece)) <= 7 * 24 * 3600
+
+
+async def test_a_refused_send_is_released_for_its_owner_only(redis: Redis) -> None:
+    ledger = SendLedger(redis)
+    piece = _piece()
+    assert await ledger.claim(piece, "a") is Claim.MINE
+    await ledger.release(piece, "b")
+    assert await ledger.claim(piece, "b") is Claim.BUSY
+    await ledger.release(piece, "a")
+    assert await ledger.claim(piece, "b") is Claim.MINE
