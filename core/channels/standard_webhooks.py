@@ -53,7 +53,7 @@ def verify(secret: str, received: Mapping[str, str], body: bytes, now: float | N
     lowered = {name.lower(): value for name, value in received.items()}
     message_id = lowered.get("webhook-id", "")
     stamp = lowered.get("webhook-timestamp", "")
-    if not message_id or not stamp.isdigit():
+    if not message_id or not (stamp.isascii() and stamp.isdigit()):
         raise SignatureInvalid("webhook-id or webhook-timestamp is missing")
     if abs((now if now is not None else time.time()) - int(stamp)) > TOLERANCE_S:
         raise SignatureInvalid("webhook-timestamp is too far from now")

@@ -60,7 +60,8 @@ class TelegramAdapter:
     # --- inbound ---------------------------------------------------------------------------
 
     def verify(self, account: ChannelAccount, headers: Mapping[str, str], body: bytes) -> None:
-        given = headers.get(SECRET_HEADER, "")
+        wanted = SECRET_HEADER.lower()
+        given = next((v for k, v in headers.items() if k.lower() == wanted), "")
         expected = account.webhook_secret
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise WebhookRefused(f"missing or wrong {SECRET_HEADER}")
@@ -82,7 +83,7 @@ class TelegramAdapter:
 
     async def send(self, account: ChannelAccount, text: OutboundText) -> SendReceipt:
         payload: dict[str, Any] = {"chat_id": _chat(text.chat_id), "text": text.text}
-        if text.reply_to.isdigit():
+        if _is_integer(text.reply_to):
             payload["reply_parameters"] = {
                 "message_id": int(text.reply_to),
                 "allow_sending_without_reply": True,
@@ -164,7 +165,7 @@ def _refusal(method: str, status: int, answer: Any, retry_header: str) -> Any:
         parameters = answer.get("parameters")
         if isinstance(parameters, dict) and isinstance(parameters.get("retry_after"), int | float):
             retry_after = float(parameters["retry_after"])
-    if retry_after is None and retry_header.isdigit():
+    if retry_after is None and retry_header.isascii() and retry_header.isdigit():
         retry_after = float(retry_header)
     reason = f"Telegram {method}: {status} {description}".rstrip()
     if status == 429:
@@ -183,8 +184,13 @@ def _token(credentials: Mapping[str, str]) -> str:
     return token
 
 
+def _is_integer(value: str) -> bool:
+    digits = value.removeprefix("-")
+    return digits.isascii() and digits.isdigit()
+
+
 def _chat(chat_id: str) -> int | str:
-    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
+    return int(chat_id) if _is_integer(chat_id) else chat_id
 
 
 def _parse_update(
@@ -270,9 +276,14 @@ def _addressed(account: ChannelAccount, message: dict[str, Any]) -> bool:
     if isinstance(reply, dict) and str((reply.get("from") or {}).get("id", "")) == bot_id:
         return True
     text = str(message.get("text") or message.get("caption") or "")
+    # Telegram counts entity offsets in UTF-16 code units (an emoji before a mention is two).
+    units = text.encode("utf-16-le")
     entities = message.get("entities") or message.get("caption_entities") or []
     for entity in entities:
-        piece = text[entity.get("offset", 0) : entity.get("offset", 0) + entity.get("length", 0)]
+        start = 2 * int(entity.get("offset", 0))
+        piece = units[start : start + 2 * int(entity.get("length", 0))].decode(
+            "utf-16-le", errors="replace"
+        )
         if entity.get("type") == "mention" and username and piece.lower() == f"@{username}":
             return True
         if entity.get("type") == "bot_command":

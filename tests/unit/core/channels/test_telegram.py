@@ -34,6 +34,7 @@ def _message(text: str, chat_type: str = "private", **extra: Any) -> dict[str, A
 
 def test_the_secret_header_must_match_exactly() -> None:
     ADAPTER.verify(ACCOUNT, {SECRET_HEADER: "s3cret_token-1"}, b"{}")
+    ADAPTER.verify(ACCOUNT, {SECRET_HEADER.lower(): "s3cret_token-1"}, b"{}")  # any case
     for headers in ({}, {SECRET_HEADER: "s3cret_token-2"}, {SECRET_HEADER: ""}):
         with pytest.raises(WebhookRefused):
             ADAPTER.verify(ACCOUNT, headers, b"{}")
