@@ -1,18 +1,503 @@
-"""The bots service: connecting, disconnecting and checking messaging channels.
+"""The bots service: connecting messaging channels to applications, rotating their credentials,
+disconnecting them, and showing their health.
 
-So far it answers only /healthz, /readyz and /metrics; its API grows with the issues that build it.
+Every operator of the workspace may read channels; owners and admins change them. Credentials
+are checked with the platform before anything is stored (Telegram: getMe, then setWebhook with
+a fresh secret), so a refused or unreachable platform leaves nothing behind. Credentials and
+webhook secrets are stored sealed and never shown; an API channel's signing secret is shown
+once, in the answer that made it. Changes to one bot's platform side are serialized (a Redis
+lock), since two setWebhook calls racing would leave the platform with one secret and the store
+with the other. Every change invalidates the pipeline's cached view of the channel
+(``core.cached.channel_directory``).
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
 
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from redis.asyncio import Redis
+
+from core import ids
+from core.cached.channel_directory import ChannelDirectory
+from core.channels import api, standard_webhooks, telegram
+from core.channels.base import ChannelAdapter, ConnectedAccount, CredentialsRefused, SendFailed
+from core.channels.registry import UnknownChannelType, channel_registry
+from core.clients.database import Document, database
+from core.errors import Conflict, DependencyUnavailable, SwitchboardError, ValidationFailed
+from core.security.egress import EgressClient, EgressPolicy
+from core.security.secrets import SecretBox
+from core.security.tokens import TokenService
 from core.settings import Settings
+from core.stores.application_store import ApplicationStore
+from core.stores.channel_status import ChannelStatus
+from core.stores.channel_store import (
+    ACTIVE,
+    DISCONNECTED,
+    ChannelStore,
+    account_of,
+    seal_credentials,
+)
+from web.auth import TOKENS, Principal, principal
 from web.health import Dependency
-from web.service import service_app
+from web.keys import CHANNEL_REGISTRY, MONGO, REDIS, SETTINGS
+from web.openapi import Operation
+from web.service import request_db, secret_box, service_app
+from web.validation import StrictBody, parse_body, parse_query
+
+log = logging.getLogger(__name__)
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS)
+#: Longer than any connect can take (two platform calls of at most 15 s each), so a lock is
+#: never lost mid-change, and short enough that a crashed request blocks a bot only briefly.
+LOCK_TTL_S = 120
+#: This service only checks an API channel's URL; the platform sender makes its calls.
+WEBHOOK_TIMEOUT_S = 10.0
+WEBHOOK_MAX_RESPONSE_BYTES = 64 * 1024
+
+Id = Field(min_length=1, max_length=100)
+Url = Field(min_length=1, max_length=2_000)
+
+
+class PlatformRefused(ValidationFailed):
+    """The platform refused to set the channel up (e.g. the webhook URL), for good."""
+
+    code = "platform_refused"
+
+
+class TelegramCredentials(StrictBody):
+    bot_token: str = Field(min_length=1, max_length=200)
+
+
+class ApiCredentials(StrictBody):
+    #: Where every bot and operator message is POSTed, signed; checked by the egress guard.
+    url: str = Url
+
+
+class TelegramConnect(StrictBody):
+    type: Literal["telegram"]
+    application_id: str = Id
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    credentials: TelegramCredentials
+
+
+class ApiConnect(StrictBody):
+    type: Literal["api"]
+    application_id: str = Id
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    credentials: ApiCredentials
+
+
+Connecting = Annotated[TelegramConnect | ApiConnect, Field(discriminator="type")]
+
+
+class ChannelConnect(RootModel[Connecting]):
+    """A channel to connect, its credentials by type."""
+
+
+class ApiRotation(StrictBody):
+    """A new signing secret, and a new URL if one is sent."""
+
+    url: str | None = Field(default=None, min_length=1, max_length=2_000)
+
+
+class CredentialsRotation(RootModel[TelegramCredentials | ApiRotation]):
+    """New credentials: a Telegram channel's are ``TelegramCredentials``, an API channel's
+    ``ApiRotation``."""
+
+
+class ChannelQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+def _view(document: Document) -> Document:
+    """What operators see of a channel: never its credentials or secrets."""
+    return {
+        "id": document["_id"],
+        "type": document["type"],
+        "application_id": document["application_id"],
+        "name": document.get("name", ""),
+        "status": document.get("status"),
+        "platform_id": document.get("platform_id") or None,
+        "config": dict(document.get("config") or {}),
+        "webhook_url": document.get("webhook_url"),
+        "created_at": document.get("created_at"),
+        "updated_at": document.get("updated_at"),
+        "disconnected_at": document.get("disconnected_at"),
+    }
+
+
+def _store(request: web.Request) -> ChannelStore:
+    return ChannelStore(request_db(request))
+
+
+def _adapter(request: web.Request, channel_type: str) -> ChannelAdapter:
+    return request.app[CHANNEL_REGISTRY].adapter(channel_type)
+
+
+async def _invalidate(request: web.Request, channel_id: str) -> None:
+    await ChannelDirectory(request_db(request), request.app[REDIS]).invalidate(channel_id)
+
+
+def _telegram_bot_id(token: str) -> str:
+    """The bot a token names, known before any call: BotFather's tokens are
+    ``<bot id>:<secret>``. So a token of another bot never reaches setWebhook, which would
+    take that bot's webhook away from wherever it points."""
+    if not telegram.TOKEN.fullmatch(token):
+        raise CredentialsRefused("bot_token is not a Telegram bot token (digits:secret)")
+    return token.partition(":")[0]
+
+
+def _telegram_webhook_url(settings: Settings, channel_id: str) -> str:
+    return f"{settings.public_base_url}/webhooks/{telegram.TYPE}/{channel_id}"
+
+
+@asynccontextmanager
+async def _exclusive(redis: Redis, channel_type: str, subject: str) -> AsyncIterator[None]:
+    """One change at a time to one bot (a Telegram bot id) or one application's API channel."""
+    key = f"channel:changing:{channel_type}:{subject}"
+    if not await redis.set(key, "1", nx=True, ex=LOCK_TTL_S):
+        raise Conflict("this channel is being changed by another request; retry shortly")
+    try:
+        yield
+    finally:
+        await redis.delete(key)
+
+
+async def _platform_connect(
+    adapter: ChannelAdapter, credentials: Mapping[str, str], webhook_url: str, secret: str
+) -> ConnectedAccount:
+    """``adapter.connect``, a platform's refusal a 422 and its silence a 503."""
+    try:
+        return await adapter.connect(credentials, webhook_url, secret)
+    except SendFailed as failed:
+        if failed.permanent:
+            raise PlatformRefused(f"the platform refused the set-up: {failed.reason}") from None
+        raise DependencyUnavailable(
+            f"the platform did not answer; nothing was saved ({failed.reason})"
+        ) from None
+
+
+async def _refuse_duplicate(
+    store: ChannelStore, workspace_id: str, channel_type: str, platform_id: str
+) -> None:
+    for channel in await store.of_workspace(workspace_id):
+        if (
+            channel.get("type") == channel_type
+            and channel.get("platform_id") == platform_id
+            and channel.get("status") == ACTIVE
+        ):
+            raise Conflict(f"this bot is already connected as channel {channel['_id']}")
+
+
+def _new_channel(
+    caller: Principal,
+    body: TelegramConnect | ApiConnect,
+    channel_id: str,
+    connected: ConnectedAccount,
+    box: SecretBox,
+    *,
+    secret: str,
+    webhook_url: str | None,
+) -> Document:
+    return {
+        "_id": channel_id,
+        "workspace_id": caller.workspace_id,
+        "application_id": body.application_id,
+        "type": body.type,
+        "status": ACTIVE,
+        "name": body.name or connected.name,
+        "platform_id": connected.platform_id,
+        "config": dict(connected.config),
+        "webhook_url": webhook_url,
+        "credentials": seal_credentials(box, body.credentials.model_dump()),
+        "webhook_secret": box.seal(secret),
+        "disconnected_at": None,
+    }
+
+
+async def _connect_telegram(
+    request: web.Request, caller: Principal, body: TelegramConnect
+) -> Document:
+    bot_id = _telegram_bot_id(body.credentials.bot_token)
+    store = _store(request)
+    async with _exclusive(request.app[REDIS], body.type, bot_id):
+        await _refuse_duplicate(store, caller.workspace_id, body.type, bot_id)
+        channel_id = ids.new_id("ch")
+        webhook_url = _telegram_webhook_url(request.app[SETTINGS], channel_id)
+        secret = secrets.token_urlsafe(32)
+        connected = await _platform_connect(
+            _adapter(request, body.type), body.credentials.model_dump(), webhook_url, secret
+        )
+        if connected.platform_id != bot_id:
+            await _refuse_duplicate(store, caller.workspace_id, body.type, connected.platform_id)
+        document = _new_channel(
+            caller, body, channel_id, connected, secret_box(request),
+            secret=secret, webhook_url=webhook_url,
+        )  # fmt: skip
+        return await store.save(document)
+
+
+async def _connect_api(
+    request: web.Request, caller: Principal, body: ApiConnect
+) -> tuple[Document, str]:
+    """The application's API channel (its id is the application's) and its signing secret."""
+    store = _store(request)
+    async with _exclusive(request.app[REDIS], body.type, body.application_id):
+        existing = await store.by_id(body.application_id)
+        if existing is not None and existing.get("status") == ACTIVE:
+            raise Conflict("the application's API channel is connected: rotate or disconnect it")
+        secret = standard_webhooks.new_secret()
+        connected = await _platform_connect(
+            _adapter(request, body.type), body.credentials.model_dump(), "", secret
+        )
+        document = _new_channel(
+            caller, body, body.application_id, connected, secret_box(request),
+            secret=secret, webhook_url=None,
+        )  # fmt: skip
+        return await store.save(document), secret
+
+
+async def connect_channel(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    caller.require_configurer()
+    body = (await parse_body(request, ChannelConnect)).root
+    await ApplicationStore(request_db(request)).get(caller.workspace_id, body.application_id)
+    shown: Document = {}
+    if isinstance(body, TelegramConnect):
+        created = await _connect_telegram(request, caller, body)
+    else:
+        created, shown["signing_secret"] = await _connect_api(request, caller, body)
+    await _invalidate(request, created["_id"])
+    log.info("%s channel %s connected", created["type"], created["_id"])
+    # The only time an API channel's signing secret is shown: only its sealed form is kept.
+    return web.json_response({**_view(created), **shown}, status=201)
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    query = parse_query(request, ChannelQuery)
+    found = await _store(request).of_workspace(caller.workspace_id, query.application_id)
+    return web.json_response({"channels": [_view(d) for d in found]})
+
+
+async def get_channel(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    channel = await _store(request).get(caller.workspace_id, request.match_info["id"])
+    health = await ChannelStatus(request.app[REDIS]).read(channel["_id"])
+    return web.json_response({**_view(channel), "health": health})
+
+
+async def channel_status(request: web.Request) -> web.Response:
+    caller = await principal(request)
+    channel = await _store(request).get(caller.workspace_id, request.match_info["id"])
+    return web.json_response(await ChannelStatus(request.app[REDIS]).read(channel["_id"]))
+
+
+async def _rotate_telegram(
+    request: web.Request, channel: Document, body: TelegramCredentials
+) -> Document:
+    """The channel's fields after connecting it again with the new token and a new secret."""
+    if _telegram_bot_id(body.bot_token) != channel.get("platform_id"):
+        raise CredentialsRefused(
+            "the token is another bot's: a channel keeps its bot (connect that bot as a new one)"
+        )
+    box = secret_box(request)
+    secret = secrets.token_urlsafe(32)
+    webhook_url = _telegram_webhook_url(request.app[SETTINGS], channel["_id"])
+    connected = await _platform_connect(
+        _adapter(request, channel["type"]), body.model_dump(), webhook_url, secret
+    )
+    if connected.platform_id != channel.get("platform_id"):
+        raise CredentialsRefused("the token is another bot's (getMe described another bot)")
+    return {
+        "credentials": seal_credentials(box, body.model_dump()),
+        "webhook_secret": box.seal(secret),
+        "config": dict(connected.config),
+        "webhook_url": webhook_url,
+    }
+
+
+async def _rotate_api(
+    request: web.Request, channel: Document, body: ApiRotation
+) -> tuple[Document, str]:
+    """The channel's fields with a new signing secret (and URL, checked), and that secret."""
+    box = secret_box(request)
+    secret = standard_webhooks.new_secret()
+    fields: Document = {"webhook_secret": box.seal(secret)}
+    if body.url is not None:
+        credentials = {"url": body.url}
+        adapter = _adapter(request, channel["type"])
+        connected = await _platform_connect(adapter, credentials, "", secret)
+        fields["credentials"] = seal_credentials(box, credentials)
+        fields["config"] = dict(connected.config)
+    return fields, secret
+
+
+def _rotation(channel_type: str) -> type[TelegramCredentials] | type[ApiRotation]:
+    """The body a rotation of ``channel_type`` is read with (``CredentialsRotation`` documents
+    them); a type without one reads as a missing channel."""
+    if channel_type == telegram.TYPE:
+        return TelegramCredentials
+    if channel_type == api.TYPE:
+        return ApiRotation
+    raise UnknownChannelType(f"there is no {channel_type!r} channel type")
+
+
+async def rotate_credentials(request: web.Request) -> web.Response:
+    """New credentials for a connected channel, checked with the platform before they are saved."""
+    caller = await principal(request)
+    caller.require_configurer()
+    store = _store(request)
+    channel = await store.get(caller.workspace_id, request.match_info["id"])
+    body = await parse_body(request, _rotation(channel["type"]))
+    shown: Document = {}
+    async with _exclusive(request.app[REDIS], channel["type"], _subject(channel)):
+        channel = await store.get(caller.workspace_id, channel["_id"])
+        if channel.get("status") != ACTIVE:
+            raise Conflict("the channel is disconnected: connect it again as a new channel")
+        if isinstance(body, TelegramCredentials):
+            fields = await _rotate_telegram(request, channel, body)
+        else:
+            fields, shown["signing_secret"] = await _rotate_api(request, channel, body)
+        updated = await store.update(caller.workspace_id, channel["_id"], fields)
+    await _invalidate(request, updated["_id"])
+    log.info("%s channel %s: credentials rotated", updated["type"], updated["_id"])
+    return web.json_response({**_view(updated), **shown})
+
+
+def _subject(channel: Document) -> str:
+    """What ``_exclusive`` locks for a stored channel: its bot, or its id when it has none."""
+    return str(channel.get("platform_id") or channel["_id"])
+
+
+async def _platform_disconnect(request: web.Request, channel: Document) -> str | None:
+    """Ask the platform to stop its deliveries; its reason when it would not or could not."""
+    try:
+        account = account_of(channel, secret_box(request))
+        await _adapter(request, channel["type"]).disconnect(account)
+    except SendFailed as failed:
+        warning = failed.reason
+    except SwitchboardError as refused:  # credentials unreadable or no longer a token's shape
+        warning = refused.message
+    else:
+        return None
+    log.warning(
+        "%s channel %s: the platform side stays: %s", channel["type"], channel["_id"], warning
+    )
+    return warning
+
+
+async def disconnect_channel(request: web.Request) -> web.Response:
+    """Disconnected whatever the platform says: the pipeline drops what still comes in."""
+    caller = await principal(request)
+    caller.require_configurer()
+    store = _store(request)
+    channel = await store.get(caller.workspace_id, request.match_info["id"])
+    if channel.get("status") == DISCONNECTED:
+        return web.json_response({**_view(channel), "disconnect_warning": None})
+    async with _exclusive(request.app[REDIS], channel["type"], _subject(channel)):
+        channel = await store.get(caller.workspace_id, channel["_id"])
+        warning = None
+        if channel.get("status") != DISCONNECTED:
+            warning = await _platform_disconnect(request, channel)
+            fields = {"status": DISCONNECTED, "disconnected_at": time.time()}
+            channel = await store.update(caller.workspace_id, channel["_id"], fields)
+    await _invalidate(request, channel["_id"])
+    log.info("%s channel %s disconnected", channel["type"], channel["_id"])
+    return web.json_response({**_view(channel), "disconnect_warning": warning})
+
+
+async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
+    try:
+        await ChannelStore(database(app[MONGO], app[SETTINGS])).ensure_indexes()
+    except Exception as error:  # the service starts while MongoDB is down; /readyz says so
+        log.warning("could not ensure the channels indexes: %s", error)
+    yield
+
+
+async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    policy = EgressPolicy.from_setting(
+        settings.channel_allow_networks,
+        timeout_s=WEBHOOK_TIMEOUT_S,
+        max_response_bytes=WEBHOOK_MAX_RESPONSE_BYTES,
+    )
+    egress = EgressClient(policy)
+    registry = channel_registry(settings, egress)
+    app[CHANNEL_REGISTRY] = registry
+    yield
+    await registry.close()
+    await egress.close()
+
+
+CONNECT = (
+    "Owners and admins. The credentials are checked with the platform before anything is "
+    "saved: a Telegram bot token with getMe, then the bot's webhook is pointed at "
+    "`webhook_url` with a new secret (a bot connected elsewhere stops getting updates there). "
+    "Refused credentials answer 422, an unreachable platform 503, a bot already connected in "
+    "the workspace 409. An API channel's `credentials.url` receives every bot and operator "
+    "message, signed the Standard Webhooks way: the answer's `signing_secret` is shown this "
+    "once. An application has one API channel, whose id is the application's."
+)
+
+ROTATE = (
+    "A Telegram channel takes `{bot_token}`, a new token of the same bot (another bot's: 422); "
+    "its webhook is set again with a new secret. An API channel takes `{url?}`: a new signing "
+    "secret, shown once as `signing_secret` (the old one stops signing at once), and a new "
+    "URL if one is sent. A disconnected channel answers 409."
+)
+
+DISCONNECT = (
+    "The platform is asked to stop its deliveries (Telegram: deleteWebhook). If it refuses or "
+    "does not answer, the channel is disconnected all the same and `disconnect_warning` says "
+    "why; what still arrives is dropped. Disconnecting again changes nothing."
+)
+
+HEALTH = (
+    "Last webhook received, last send, last send error and last dropped delivery (epoch "
+    "seconds), and messages in and out today (UTC). The channel itself adds it as `health`."
+)
+
+
+def _operations() -> list[Operation]:
+    tag = "channels"
+    writes = (400, 401, 403, 404, 409, 422, 503)
+    return [
+        Operation("GET", "/api/channels", "List channels", tag, query=ChannelQuery,
+                  errors=(401, 422)),
+        Operation("POST", "/api/channels", "Connect a channel to an application", tag,
+                  status=201, body=ChannelConnect, errors=writes, description=CONNECT),
+        Operation("GET", "/api/channels/{id}", "A channel and its health (no secrets)", tag,
+                  errors=(401, 404)),
+        Operation("GET", "/api/channels/{id}/status", "A channel's health", tag,
+                  errors=(401, 404), description=HEALTH),
+        Operation("POST", "/api/channels/{id}/credentials", "Rotate a channel's credentials",
+                  tag, body=CredentialsRotation, errors=writes, description=ROTATE),
+        Operation("DELETE", "/api/channels/{id}", "Disconnect a channel", tag,
+                  errors=(401, 403, 404, 409), description=DISCONNECT),
+    ]  # fmt: skip
+
+
+OPERATIONS = _operations()
 
 
 def create_app(settings: Settings) -> web.Application:
-    return service_app(settings, "bots", DEPENDENCIES)
+    app = service_app(settings, "bots", DEPENDENCIES)
+    app[TOKENS] = TokenService(settings)
+    app.cleanup_ctx.extend([_indexes_ctx, _registry_ctx])
+    app.router.add_get("/api/channels", list_channels)
+    app.router.add_post("/api/channels", connect_channel)
+    app.router.add_get("/api/channels/{id}", get_channel)
+    app.router.add_get("/api/channels/{id}/status", channel_status)
+    app.router.add_post("/api/channels/{id}/credentials", rotate_credentials)
+    app.router.add_delete("/api/channels/{id}", disconnect_channel)
+    return app

@@ -8,9 +8,11 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from core.channels.registry import ChannelRegistry
 from core.clients.database import Document
 from core.clients.producer import LazyProducer
 from core.settings import Settings
+from web.webhook_ingress import WebhookIngress
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -19,3 +21,5 @@ REDIS = web.AppKey("redis", Redis)
 MINIO = web.AppKey("minio", Minio)
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 PRODUCER = web.AppKey("producer", LazyProducer)
+CHANNEL_REGISTRY = web.AppKey("channel_registry", ChannelRegistry)
+WEBHOOK_INGRESS = web.AppKey("webhook_ingress", WebhookIngress)

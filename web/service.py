@@ -22,11 +22,16 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def service_app(
-    settings: Settings, name: str, dependencies: Sequence[Dependency]
+    settings: Settings,
+    name: str,
+    dependencies: Sequence[Dependency],
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> web.Application:
-    """An aiohttp app for service ``name`` holding clients for exactly its ``dependencies``."""
+    """An aiohttp app for service ``name`` holding clients for exactly its ``dependencies``;
+    ``max_body_bytes`` is for a service that takes larger bodies (platform webhooks)."""
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[metrics_middleware, error_middleware], client_max_size=max_body_bytes
     )
     app[SETTINGS] = settings
     app[SERVICE_NAME] = name

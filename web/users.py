@@ -285,7 +285,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 def api_document() -> dict[str, object]:
-    from web import applications, chatbots, conversations  # the other services' operations
+    from web import applications, bots, chatbots, conversations  # the other services' operations
 
-    modules = (sys.modules[__name__], passwords, applications, chatbots, conversations)
+    modules = (sys.modules[__name__], passwords, applications, chatbots, conversations, bots)
     return document(all_operations(vars(module) for module in modules))

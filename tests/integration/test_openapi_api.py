@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from core.settings import Settings
-from web import applications, chatbots, conversations, users
+from web import applications, bots, chatbots, conversations, users
 
 HEALTH = {"/healthz", "/readyz", "/metrics", "/api/openapi.json"}
 
@@ -29,6 +29,6 @@ async def test_the_document_is_served_valid_and_complete(settings: Settings) -> 
     validate(spec)
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     served = set()
-    for module in (users, applications, chatbots, conversations):
+    for module in (users, applications, chatbots, conversations, bots):
         served |= _routes(module.create_app(settings))
     assert served == documented
