@@ -32,7 +32,7 @@ from agents.runtime.keyed import run_keyed
 from core.channels.base import ChannelAccount, ChannelAdapter, OutboundText, SendFailed, split_text
 from core.channels.pacing import Pacer
 from core.clients.database import database
-from core.errors import ValidationFailed
+from core.errors import SwitchboardError, ValidationFailed
 from core.stores.channel_status import ChannelStatus
 from core.stores.channel_store import ACTIVE, ChannelStore, account_of
 from core.stores.send_ledger import Claim, SendLedger
@@ -89,7 +89,9 @@ class PlatformSender:
             await self.send(record, redriven=_redriven(event))
         except GaveUp as failure:
             await self._failed(event, failure.error, failure.attempts)
-        except (UndecodableRecord, ValidationFailed, Uncertain) as error:
+        except (UndecodableRecord, SwitchboardError, Uncertain) as error:
+            # A poison record, a channel that is gone or whose credentials the adapter refuses,
+            # or a piece a stopped worker left uncertain: trying again would not help.
             await self._failed(event, error, 1)
 
     async def send(self, record: PlatformSend, *, redriven: bool = False) -> None:
@@ -135,6 +137,8 @@ class PlatformSender:
     ) -> None:
         attempt = rate_limited = 0
         while True:
+            # Paced before the claim: a claim is held only while its request is on its way.
+            await self.pacer.wait(account.channel_id, text.chat_id, adapter.rate_limits)
             claim = await with_retries(
                 lambda: self.ledger.claim(text.message_id, self.owner, redriven=redriven),
                 f"{STAGE}: claim",
@@ -150,7 +154,6 @@ class PlatformSender:
                     "delivery uncertain: a worker stopped while sending this message, so it is "
                     "not sent again by itself (redrive it to send it anyway)"
                 )
-            await self.pacer.wait(account.channel_id, text.chat_id, adapter.rate_limits)
             try:
                 await adapter.send(account, text)
             except SendFailed as failure:
@@ -196,6 +199,15 @@ class PlatformSender:
         await asyncio.sleep(delay)
         return attempt, rate_limited
 
+    async def heartbeat(self) -> None:
+        """Keep this worker's claims in progress (``core.stores.send_ledger``) while it runs."""
+        while True:
+            try:
+                await self.ledger.heartbeat(self.owner)
+            except Exception as error:  # Redis away: the claims wait for it like every write
+                log.warning("%s: heartbeat failed: %r", STAGE, error)
+            await asyncio.sleep(self.ledger.heartbeat_ttl_s / 3)
+
     async def _record_sent(self, record: PlatformSend) -> None:
         await self.status.sent(record.channel_id)
         await self.deps.store.set_message_status(record.message_id, "sent")
@@ -219,6 +231,9 @@ def _redriven(event: Any) -> bool:
 
 @app.agent(platform_outbound)
 async def platform_sender(stream: Any) -> None:
-    deps = await deps_of(app)
-    handle = PlatformSender(deps).handle
-    await run_keyed(stream.noack(), handle, STAGE, app.consumer, MAX_IN_FLIGHT)
+    sender = PlatformSender(await deps_of(app))
+    beating = asyncio.create_task(sender.heartbeat())  # beats at once, then every few seconds
+    try:
+        await run_keyed(stream.noack(), sender.handle, STAGE, app.consumer, MAX_IN_FLIGHT)
+    finally:
+        beating.cancel()

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     meta_graph_api_base: str = "https://graph.facebook.com/v21.0"
     slack_api_base: str = "https://slack.com/api"
 
+    # How fast the platform sender sends through one Telegram bot: per chat, and over all its
+    # chats (the Bot API's documented limits; bots with paid broadcasts may go faster).
+    telegram_chat_rate_per_s: float = Field(default=1.0, gt=0)
+    telegram_bot_rate_per_s: float = Field(default=30.0, gt=0)
+
     # Channels. The public address of the gateway, which platforms call back (a Telegram
     # webhook is <public_url>/webhooks/telegram/<channel id>); unset: the local gateway's.
     public_url: str | None = None

@@ -31,7 +31,6 @@ from core.channels.base import ChannelAdapter, ConnectedAccount, CredentialsRefu
 from core.channels.registry import UnknownChannelType, channel_registry
 from core.clients.database import Document, database
 from core.errors import Conflict, DependencyUnavailable, SwitchboardError, ValidationFailed
-from core.security.egress import EgressClient, EgressPolicy
 from core.security.secrets import SecretBox
 from core.security.tokens import TokenService
 from core.settings import Settings
@@ -57,9 +56,6 @@ DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS)
 #: Longer than any connect can take (two platform calls of at most 15 s each), so a lock is
 #: never lost mid-change, and short enough that a crashed request blocks a bot only briefly.
 LOCK_TTL_S = 120
-#: This service only checks an API channel's URL; the platform sender makes its calls.
-WEBHOOK_TIMEOUT_S = 10.0
-WEBHOOK_MAX_RESPONSE_BYTES = 64 * 1024
 
 Id = Field(min_length=1, max_length=100)
 Url = Field(min_length=1, max_length=2_000)
@@ -425,18 +421,10 @@ async def _indexes_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    policy = EgressPolicy.from_setting(
-        settings.channel_allow_networks,
-        timeout_s=WEBHOOK_TIMEOUT_S,
-        max_response_bytes=WEBHOOK_MAX_RESPONSE_BYTES,
-    )
-    egress = EgressClient(policy)
-    registry = channel_registry(settings, egress)
+    registry = channel_registry(app[SETTINGS])
     app[CHANNEL_REGISTRY] = registry
     yield
     await registry.close()
-    await egress.close()
 
 
 CONNECT = (

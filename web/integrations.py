@@ -17,7 +17,6 @@ from core.channels.registry import channel_registry
 from core.clients.database import database
 from core.clients.producer import LazyProducer
 from core.errors import DependencyUnavailable
-from core.security.egress import EgressClient, EgressPolicy
 from core.security.secrets import SecretBox
 from core.settings import Settings
 from core.stores.channel_status import ChannelStatus
@@ -29,9 +28,6 @@ from web.service import service_app
 from web.webhook_ingress import Deliveries, Outcome, PlatformCalls, WebhookIngress, read_body
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS, Dependency.KAFKA)
-#: Egress limits of the API channel's calls (the registry holds its adapter too).
-EGRESS_TIMEOUT_S = 10
-EGRESS_MAX_RESPONSE_BYTES = 65536
 #: When a platform should try a delivery again that another request is taking right now.
 IN_PROGRESS_RETRY_S = 5
 
@@ -71,13 +67,7 @@ async def _ingress_ctx(app: web.Application) -> AsyncIterator[None]:
     """The channel adapters and the ingress, made once; after-ack calls still running at
     shutdown are given a moment, then cancelled, before the adapters close."""
     settings = app[SETTINGS]
-    policy = EgressPolicy.from_setting(
-        settings.channel_allow_networks,
-        timeout_s=EGRESS_TIMEOUT_S,
-        max_response_bytes=EGRESS_MAX_RESPONSE_BYTES,
-    )
-    egress = EgressClient(policy)
-    registry = channel_registry(settings, egress)
+    registry = channel_registry(settings)
     app[CHANNEL_REGISTRY] = registry
     redis = app[REDIS]
     ingress = WebhookIngress(
@@ -93,7 +83,6 @@ async def _ingress_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await ingress.close()
     await registry.close()
-    await egress.close()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -40,10 +40,6 @@ from core.stores.usage import UsageLedger
 
 log = logging.getLogger(__name__)
 
-#: An API channel's webhook call: its time and the most of its answer read (which is ignored).
-CHANNEL_TIMEOUT_S = 10.0
-CHANNEL_MAX_RESPONSE_BYTES = 64 * 1024
-
 
 @dataclass
 class PipelineDeps:
@@ -109,16 +105,7 @@ def open_deps(settings: Settings) -> PipelineDeps:
             )
         ),
         tool_results=ToolResults(redis),
-        channel_adapters=channel_registry(
-            settings,
-            EgressClient(
-                EgressPolicy.from_setting(
-                    settings.channel_allow_networks,
-                    timeout_s=CHANNEL_TIMEOUT_S,
-                    max_response_bytes=CHANNEL_MAX_RESPONSE_BYTES,
-                )
-            ),
-        ),
+        channel_adapters=channel_registry(settings),
     )
 
 

@@ -50,10 +50,18 @@ TIMEOUT_S = 15.0
 class TelegramAdapter:
     type = TYPE
     text_limit = 4096
-    rate_limits = RateLimits(per_chat_per_s=1.0, per_bot_per_s=30.0)
+    #: What the Bot API FAQ documents: about one message a second in a chat, 30 across chats.
+    documented_limits = RateLimits(per_chat_per_s=1.0, per_bot_per_s=30.0)
 
-    def __init__(self, api_base: str, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        api_base: str,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        rate_limits: RateLimits = documented_limits,
+    ) -> None:
         self._api_base = api_base.rstrip("/")
+        self.rate_limits = rate_limits
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 

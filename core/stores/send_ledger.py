@@ -3,7 +3,8 @@
 Platforms' send APIs take no idempotency key: a message sent twice shows twice. So a piece is
 *claimed* durably before its request leaves (``sending:<owner>``) and marked ``sent`` once the
 platform answered. A worker killed between the platform's answer and the mark leaves the claim:
-the record is redelivered, finds a claim by a worker that is gone, and does not send again.
+the record is redelivered, finds a claim by a worker that is gone (its heartbeat key has
+lapsed), and does not send again.
 Between the claim and the request leaving, a kill leaves the same claim for a message that never
 left: the two cannot be told apart, so such a piece is *uncertain*, never sent again by itself,
 and announced to operators, who may send it again (``switchboard replay redrive``). The window
@@ -15,7 +16,6 @@ write to its log); each key lives a week, far longer than a record can wait to b
 
 from __future__ import annotations
 
-import time
 from enum import Enum
 
 from redis.asyncio import Redis
@@ -40,18 +40,25 @@ def ledger_key(piece_id: str) -> str:
     return f"platform-send:{piece_id}"
 
 
+def alive_key(owner: str) -> str:
+    return f"platform-send:alive:{owner}"
+
+
 class SendLedger:
-    def __init__(self, redis: Redis, *, lease_s: float = 60.0) -> None:
+    def __init__(self, redis: Redis, *, heartbeat_ttl_s: float = 6.0) -> None:
         self._redis = redis
-        #: How long another worker's claim may be in progress before it is taken to be dead:
-        #: longer than a send's timeout and its retries, as a claim covers one attempt only.
-        self._lease_s = lease_s
+        #: A sender refreshes its heartbeat well within this; one not seen for this long is gone.
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+
+    async def heartbeat(self, owner: str) -> None:
+        """Say that ``owner`` is alive, for ``heartbeat_ttl_s``: its claims are in progress."""
+        await self._redis.set(alive_key(owner), b"1", px=int(self.heartbeat_ttl_s * 1000))
 
     async def claim(self, piece_id: str, owner: str, *, redriven: bool = False) -> Claim:
         """Claim ``piece_id`` for ``owner``. A redriven record may take an uncertain piece:
         an operator decided to send it again."""
         key = ledger_key(piece_id)
-        value = f"sending:{owner}:{time.time():.3f}"
+        value = f"sending:{owner}"
         if await self._redis.set(key, value, nx=True, ex=LEDGER_TTL_S):
             return Claim.MINE
         held = await self._redis.get(key)
@@ -64,11 +71,11 @@ class SendLedger:
                 await self._redis.set(key, value, ex=LEDGER_TTL_S)
                 return Claim.MINE
             return Claim.UNCERTAIN
-        claimer, _, stamp = _text(held).removeprefix("sending:").rpartition(":")
+        claimer = _text(held).removeprefix("sending:")
         if claimer == owner:
             return Claim.MINE  # this worker's own claim: an attempt it is retrying
-        if time.time() - float(stamp) < self._lease_s:
-            return Claim.BUSY
+        if await self._redis.exists(alive_key(claimer)):
+            return Claim.BUSY  # its claimer is sending it now (both hold it in a rebalance)
         return Claim.UNCERTAIN
 
     async def sent(self, piece_id: str) -> None:
@@ -79,7 +86,7 @@ class SendLedger:
         later attempt may claim it afresh."""
         key = ledger_key(piece_id)
         held = await self._redis.get(key)
-        if held is not None and _text(held).startswith(f"sending:{owner}:"):
+        if held is not None and _text(held) == f"sending:{owner}":
             await self._redis.delete(key)
 
     async def uncertain(self, piece_id: str) -> None:

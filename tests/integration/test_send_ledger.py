@@ -18,6 +18,8 @@ def _piece() -> str:
 async def test_one_claimant_of_many_wins_and_a_sent_piece_stays_sent(redis: Redis) -> None:
     ledger = SendLedger(redis)
     piece = _piece()
+    for owner in range(20):
+        await ledger.heartbeat(f"w{owner}")
     claims = await asyncio.gather(*(ledger.claim(piece, f"w{i}") for i in range(20)))
     assert claims.count(Claim.MINE) == 1
     assert set(claims) == {Claim.MINE, Claim.BUSY}
@@ -27,17 +29,17 @@ async def test_one_claimant_of_many_wins_and_a_sent_piece_stays_sent(redis: Redi
     assert {await ledger.claim(piece, owner) for owner in ("w0", "w19", winner)} == {Claim.SENT}
 
 
-async def test_a_lapsed_claim_of_a_stopped_worker_is_uncertain_until_redriven(
-    redis: Redis,
-) -> None:
-    ledger = SendLedger(redis, lease_s=0.2)
+async def test_the_claim_of_a_stopped_worker_is_uncertain_until_redriven(redis: Redis) -> None:
+    ledger = SendLedger(redis, heartbeat_ttl_s=0.2)
     piece = _piece()
+    await ledger.heartbeat("stopped")
     assert await ledger.claim(piece, "stopped") is Claim.MINE
-    assert await ledger.claim(piece, "next") is Claim.BUSY
-    await asyncio.sleep(0.3)
+    assert await ledger.claim(piece, "next") is Claim.BUSY  # its claimer is alive
+    await asyncio.sleep(0.3)  # and then not: its heartbeat lapsed
     assert await ledger.claim(piece, "next") is Claim.UNCERTAIN
     await ledger.uncertain(piece)
     assert await ledger.claim(piece, "later") is Claim.UNCERTAIN
+    await ledger.heartbeat("operator")
     assert await ledger.claim(piece, "operator", redriven=True) is Claim.MINE
     assert await ledger.claim(piece, "other", redriven=True) is Claim.BUSY
     assert 0 < await redis.ttl(ledger_key(piece)) <= 7 * 24 * 3600
@@ -46,6 +48,7 @@ async def test_a_lapsed_claim_of_a_stopped_worker_is_uncertain_until_redriven(
 async def test_a_refused_send_is_released_for_its_owner_only(redis: Redis) -> None:
     ledger = SendLedger(redis)
     piece = _piece()
+    await ledger.heartbeat("a")
     assert await ledger.claim(piece, "a") is Claim.MINE
     await ledger.release(piece, "b")
     assert await ledger.claim(piece, "b") is Claim.BUSY
