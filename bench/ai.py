@@ -202,6 +202,8 @@ def run(settings: Settings, log_dir: Path) -> list[AIRun]:
                 "[^Worker]: Ready",
                 env={
                     "SWITCHBOARD_AI_AGENT_ENABLED": "true",
+                    # Answers are counted on platform.outbound; bench/channels.py measures sends.
+                    "SWITCHBOARD_PLATFORM_SENDER_ENABLED": "false",
                     "SWITCHBOARD_MONGO_DATABASE": DATABASE,
                     # The fake model is on loopback, where a tenant's model URL needs leave.
                     "SWITCHBOARD_LLM_ALLOW_NETWORKS": "127.0.0.1/32",

@@ -238,7 +238,9 @@ def run(settings: Settings, log_dir: Path) -> list[Run]:
     python = sys.executable
     worker = _start([python, "-m", "infra.cli", "worker", "--loglevel", "info"],
                     log_dir / "bench-worker.log", "[^Worker]: Ready",
-                    env={"SWITCHBOARD_AI_AGENT_ENABLED": "false"})  # fmt: skip
+                    # Measured to platform.outbound; bench/channels.py measures the sender.
+                    env={"SWITCHBOARD_AI_AGENT_ENABLED": "false",
+                         "SWITCHBOARD_PLATFORM_SENDER_ENABLED": "false"})  # fmt: skip
     try:
 
         async def pipeline() -> list[Run]:

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     worker_datadir: Path = PROJECT_ROOT / ".local" / "data" / "worker"
     # The AI stage: off only where something else answers agent.requests (pipeline tests).
     ai_agent_enabled: bool = True
+    # The platform sender: off only where something else reads platform.outbound (pipeline
+    # tests, whose channels are not connected to any platform).
+    platform_sender_enabled: bool = True
     # Hand records from Faust's consumer to the streams inline (streams/faust_fixes/intake.py):
     # several times the AI stage's throughput under load; false falls back to Faust's own hand-off.
     worker_inline_intake: bool = True

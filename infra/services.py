@@ -332,7 +332,9 @@ class FerretDB(LocalService):
 
 
 class Redis(LocalService):
-    """Debian's redis-server on loopback, without persistence: it holds caches and fan-out."""
+    """Debian's redis-server on loopback. Besides caches and fan-out it holds what must outlive
+    a restart (the platform sender's ledger and parked retries, webhook deduplication), so it
+    appends every write to its log, flushed every second."""
 
     name = "redis"
     start_timeout = 20.0
@@ -361,7 +363,9 @@ class Redis(LocalService):
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--daemonize",
             "no",
         ]

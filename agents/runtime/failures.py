@@ -117,12 +117,28 @@ async def dead_letter(event: Any, stage: str, error: BaseException, attempts: in
     key = (
         message.key.decode(errors="replace") if isinstance(message.key, bytes) else str(message.key)
     )
-    value = message.value
+    await dead_letter_value(
+        message.topic, message.partition, message.offset, key, message.value, stage, error, attempts
+    )
+
+
+async def dead_letter_value(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: str,
+    value: object,
+    stage: str,
+    error: BaseException,
+    attempts: int,
+) -> None:
+    """Dead-letter a record of ``topic``: one read from Kafka, or one a stage kept aside (the
+    platform sender's parked sends, with partition and offset -1)."""
     text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     letter = DeadLetter(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
         key=key,
         reason=str(error)[:2000] or type(error).__name__,
         error_type=type(error).__name__,
@@ -134,25 +150,25 @@ async def dead_letter(event: Any, stage: str, error: BaseException, attempts: in
     log.error(
         "%s: dead-lettered %s[%d]@%d key=%s after %d attempt(s): %r",
         stage,
-        message.topic,
-        message.partition,
-        message.offset,
+        topic,
+        partition,
+        offset,
         key,
         attempts,
         error,
     )
-    sends = [(DEAD_LETTERS[f"{message.topic}.dlq"], key, encode(letter))]
-    failed_delivery = _delivery_failure(message.topic, value, letter)
+    sends = [(DEAD_LETTERS[f"{topic}.dlq"], key, encode(letter))]
+    failed_delivery = _delivery_failure(topic, value, letter)
     if failed_delivery is not None:
         sends.append((conversation_events, key, encode(failed_delivery)))
     # The dead-letter topic lives on the same broker as the input: if it cannot take the letter,
     # Kafka itself is away, and waiting (not acking the input) is the only way to lose nothing.
-    for topic, record_key, record in sends:
+    for target, record_key, record in sends:
         attempt = 0
         while True:
             attempt += 1
             try:
-                pending = await topic.send(key=record_key, value=record)
+                pending = await target.send(key=record_key, value=record)
                 await pending
                 break
             except Exception as publish_error:

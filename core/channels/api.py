@@ -4,9 +4,10 @@ Inbound, the tenant's server posts its users' messages with an application API k
 (``POST /api/apps/{id}/conversations``, the applications service), so there is no webhook to
 verify here. Outbound, every bot and operator message is POSTed to the channel's webhook URL,
 signed the Standard Webhooks way with the channel's secret, through the egress guard: the URL
-is the tenant's and must not reach the platform's own network. A refused destination is
-permanent; any other failure (a receiver that is down, a 5xx, a 4xx) is retried by the sender on
-its durable schedule.
+is the tenant's and must not reach the platform's own network. Redirects are not followed (a
+POST would turn into a GET elsewhere, without its signature): the URL must be the final one.
+Every failure (a receiver that is down, any status but 2xx, a refused destination) is retried by
+the sender on its durable schedule, and receivers drop repeats by ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 
 from core.channels import standard_webhooks
 from core.channels.base import (
+    BeforeSend,
     ChannelAccount,
     ConnectedAccount,
     CredentialsRefused,
@@ -38,6 +40,9 @@ class ApiChannelAdapter:
     #: Receivers take what the API took in: the conversations API's longest text.
     text_limit = 16_000
     rate_limits = RateLimits(per_chat_per_s=50.0, per_bot_per_s=200.0)
+    receiver_drops_repeats = True  # receivers deduplicate on webhook-id
+    #: A tenant's receiver may be away for hours: failed sends are parked on a durable schedule.
+    durable_retries = True
 
     def __init__(self, egress: EgressClient) -> None:
         self._egress = egress
@@ -50,7 +55,9 @@ class ApiChannelAdapter:
     def parse(self, account: ChannelAccount, body: bytes) -> ParsedWebhook:
         raise WebhookRefused("the API channel has no webhook")
 
-    async def send(self, account: ChannelAccount, text: OutboundText) -> SendReceipt:
+    async def send(
+        self, account: ChannelAccount, text: OutboundText, before_send: BeforeSend | None = None
+    ) -> SendReceipt:
         url = str(account.config.get("webhook_url") or "")
         body = json.dumps(
             {
@@ -63,12 +70,14 @@ class ApiChannelAdapter:
                     "external_user_id": text.chat_id,
                     "role": text.sender_role,
                     "text": text.text,
-                    "in_reply_to": text.reply_to,
+                    "in_reply_to": text.in_reply_to,
                 },
             },
             separators=(",", ":"),
         ).encode()
         signed = standard_webhooks.headers(account.webhook_secret, text.message_id, body)
+        if before_send is not None:
+            await before_send()
         try:
             answer = await self._egress.request(
                 "POST",
@@ -77,8 +86,9 @@ class ApiChannelAdapter:
                 data=body,
             )
         except EgressRefused as refused:
-            reason = f"the webhook URL is refused: {refused.message}"
-            raise SendFailed(reason, permanent=True) from None
+            # Retried like a receiver that is away: the tenant may fix the URL (a rotation is
+            # read on the next attempt), and every attempt is checked again.
+            raise SendFailed(f"the webhook URL is refused: {refused.message}") from None
         except (OSError, TimeoutError) as error:
             raise SendFailed(f"the webhook URL did not answer: {type(error).__name__}") from None
         except Exception as error:  # aiohttp's errors: the receiver is away or broke the reply

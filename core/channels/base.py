@@ -11,7 +11,7 @@ per-channel services are the models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,7 +100,8 @@ class OutboundText:
     message_id: str
     chat_id: str
     text: str
-    reply_to: str = ""
+    reply_to: str = ""  # the platform's id of a message to answer as a reply
+    in_reply_to: str = ""  # Switchboard's id of the user's message this answers
     conversation_id: str = ""
     sender_role: str = "bot"  # bot, operator
 
@@ -167,6 +168,9 @@ class RateLimits:
     per_bot_per_s: float
 
 
+BeforeSend = Callable[[], Awaitable[None]]
+
+
 class ChannelAdapter(Protocol):
     """One platform. An adapter holds its own HTTP client (made on first use, closed by
     ``close``) and no per-tenant state: every call names its account."""
@@ -175,6 +179,12 @@ class ChannelAdapter(Protocol):
     #: The longest text one platform message may hold; longer ones are split.
     text_limit: int
     rate_limits: RateLimits
+    #: Whether the receiving side drops a repeated message by its id (Standard Webhooks'
+    #: webhook-id), so a send in doubt may simply be sent again. Platforms' send APIs do not.
+    receiver_drops_repeats: bool
+    #: Whether a failed send is parked on the sender's durable schedule (the receiver may be
+    #: away for hours) rather than retried in its conversation's lane for a bounded while.
+    durable_retries: bool
 
     def verify(self, account: ChannelAccount, headers: Mapping[str, str], body: bytes) -> None:
         """Raise ``WebhookRefused`` unless the raw request is the platform's for ``account``."""
@@ -184,8 +194,16 @@ class ChannelAdapter(Protocol):
         """The request's messages; raise ``MalformedWebhook`` for a body that cannot be read."""
         ...
 
-    async def send(self, account: ChannelAccount, text: OutboundText) -> SendReceipt:
-        """Send one piece of text of at most ``text_limit``; raise ``SendFailed`` if not taken."""
+    async def send(
+        self, account: ChannelAccount, text: OutboundText, before_send: BeforeSend | None = None
+    ) -> SendReceipt:
+        """Send one piece of text of at most ``text_limit``; raise ``SendFailed`` if not taken.
+
+        ``before_send`` is awaited once, as late as the adapter can: when the request has a
+        connection and is about to be written. The send ledger claims the piece there, so the
+        time a claim is held without its request having left is as short as it can be. What it
+        raises stops the send and is raised from ``send``.
+        """
         ...
 
     async def call(self, account: ChannelAccount, call: PlatformCall) -> None:

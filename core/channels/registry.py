@@ -60,6 +60,7 @@ def channel_registry(settings: Settings) -> ChannelRegistry:
             settings.channel_allow_networks,
             timeout_s=TENANT_CALL_TIMEOUT_S,
             max_response_bytes=TENANT_CALL_MAX_RESPONSE_BYTES,
+            max_redirects=0,  # a signed POST is not re-sent elsewhere
         )
     )
     telegram_limits = RateLimits(

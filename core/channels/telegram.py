@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ import aiohttp
 from core import json_depth
 from core.channels.base import (
     Attachment,
+    BeforeSend,
     ChannelAccount,
     ConnectedAccount,
     CredentialsRefused,
@@ -50,6 +52,8 @@ TIMEOUT_S = 15.0
 class TelegramAdapter:
     type = TYPE
     text_limit = 4096
+    receiver_drops_repeats = False  # the Bot API takes no idempotency key
+    durable_retries = False  # retried in the conversation's lane, a bounded number of times
     #: What the Bot API FAQ documents: about one message a second in a chat, 30 across chats.
     documented_limits = RateLimits(per_chat_per_s=1.0, per_bot_per_s=30.0)
 
@@ -89,14 +93,17 @@ class TelegramAdapter:
 
     # --- outbound --------------------------------------------------------------------------
 
-    async def send(self, account: ChannelAccount, text: OutboundText) -> SendReceipt:
+    async def send(
+        self, account: ChannelAccount, text: OutboundText, before_send: BeforeSend | None = None
+    ) -> SendReceipt:
         payload: dict[str, Any] = {"chat_id": _chat(text.chat_id), "text": text.text}
         if _is_integer(text.reply_to):
             payload["reply_parameters"] = {
                 "message_id": int(text.reply_to),
                 "allow_sending_without_reply": True,
             }
-        result = await self._call(_token(account.credentials), "sendMessage", payload)
+        token = _token(account.credentials)
+        result = await self._call(token, "sendMessage", payload, before_send=before_send)
         message_id = result.get("message_id") if isinstance(result, dict) else None
         return SendReceipt(platform_ids=(str(message_id),) if message_id is not None else ())
 
@@ -142,15 +149,30 @@ class TelegramAdapter:
             await self._session.close()
             self._session = None
 
-    async def _call(self, token: str, method: str, payload: Mapping[str, Any]) -> Any:
-        """One Bot API call's ``result``; ``SendFailed`` with Telegram's description if refused."""
+    async def _call(
+        self,
+        token: str,
+        method: str,
+        payload: Mapping[str, Any],
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> Any:
+        """One Bot API call's ``result``; ``SendFailed`` with Telegram's description if refused.
+
+        ``before_send`` runs from aiohttp's connection hooks (its public tracing API): after the
+        request has its connection, right before it is written.
+        """
         if self._session is None:
+            tracing = aiohttp.TraceConfig()
+            tracing.on_connection_create_end.append(_run_before_send)
+            tracing.on_connection_reuseconn.append(_run_before_send)
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s)
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s), trace_configs=[tracing]
             )
         url = f"{self._api_base}/bot{token}/{method}"
+        hooks = {"before_send": before_send} if before_send is not None else None
         try:
-            async with self._session.post(url, json=payload) as response:
+            async with self._session.post(url, json=payload, trace_request_ctx=hooks) as response:
                 status, raw = response.status, await response.read()
                 retry_header = response.headers.get("Retry-After", "")
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -163,6 +185,14 @@ class TelegramAdapter:
         if status == 200 and isinstance(answer, dict) and answer.get("ok") is True:
             return answer.get("result")
         return _refusal(method, status, answer, retry_header)
+
+
+async def _run_before_send(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    hooks = context.trace_request_ctx
+    if isinstance(hooks, dict) and (before_send := hooks.pop("before_send", None)) is not None:
+        await before_send()  # popped: a redirect's new connection does not run it again
 
 
 def _refusal(method: str, status: int, answer: Any, retry_header: str) -> Any:

@@ -10,8 +10,9 @@ left: the two cannot be told apart, so such a piece is *uncertain*, never sent a
 and announced to operators, who may send it again (``switchboard replay redrive``). The window
 is a few milliseconds of the sender's own work per piece.
 
-Kept in Redis, written with the server's fsync policy (the local stack's Redis appends every
-write to its log); each key lives a week, far longer than a record can wait to be redelivered.
+Kept in Redis, which must persist its writes (the local stack's and compose's Redis append every
+write to their log, flushed every second); each key lives a week, far longer than a record can
+wait to be redelivered.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from redis.asyncio import Redis
 LEDGER_TTL_S = 7 * 24 * 3600
 SENT = b"sent"
 UNCERTAIN = b"uncertain"
+
+
+#: Set KEYS[1] to ARGV[2] (expiring in ARGV[3] s) only if it still holds ARGV[1].
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+    return 1
+end
+return 0
+"""
 
 
 class Claim(Enum):
@@ -54,27 +65,38 @@ class SendLedger:
         """Say that ``owner`` is alive, for ``heartbeat_ttl_s``: its claims are in progress."""
         await self._redis.set(alive_key(owner), b"1", px=int(self.heartbeat_ttl_s * 1000))
 
-    async def claim(self, piece_id: str, owner: str, *, redriven: bool = False) -> Claim:
-        """Claim ``piece_id`` for ``owner``. A redriven record may take an uncertain piece:
-        an operator decided to send it again."""
+    async def peek(self, piece_id: str, owner: str) -> Claim | None:
+        """What ``claim`` would find, without claiming: None for a piece nobody holds."""
+        held = await self._redis.get(ledger_key(piece_id))
+        return None if held is None else await self._judge(held, owner)
+
+    async def claim(self, piece_id: str, owner: str, *, take_uncertain: bool = False) -> Claim:
+        """Claim ``piece_id`` for ``owner``.
+
+        ``take_uncertain`` claims a piece whose claimer stopped without saying, or that was
+        marked uncertain: an operator re-drove it, or its receiver drops repeats by id.
+        """
         key = ledger_key(piece_id)
         value = f"sending:{owner}"
         if await self._redis.set(key, value, nx=True, ex=LEDGER_TTL_S):
             return Claim.MINE
         held = await self._redis.get(key)
         if held is None:  # expired between the two calls
-            return await self.claim(piece_id, owner, redriven=redriven)
+            return await self.claim(piece_id, owner, take_uncertain=take_uncertain)
+        found = await self._judge(held, owner)
+        if found is not Claim.UNCERTAIN or not take_uncertain:
+            return found
+        # Compare and set: only the value read is replaced, so two takers cannot both win.
+        swapped = await self._redis.eval(_SWAP, 1, key, held, value, LEDGER_TTL_S)
+        return Claim.MINE if swapped == 1 else Claim.BUSY
+
+    async def _judge(self, held: bytes | str, owner: str) -> Claim:
         if held == SENT:
             return Claim.SENT
-        if held == UNCERTAIN:
-            if redriven:
-                await self._redis.set(key, value, ex=LEDGER_TTL_S)
-                return Claim.MINE
-            return Claim.UNCERTAIN
-        claimer = _text(held).removeprefix("sending:")
+        claimer = _text(held).removeprefix("sending:") if held != UNCERTAIN else ""
         if claimer == owner:
             return Claim.MINE  # this worker's own claim: an attempt it is retrying
-        if await self._redis.exists(alive_key(claimer)):
+        if claimer and await self._redis.exists(alive_key(claimer)):
             return Claim.BUSY  # its claimer is sending it now (both hold it in a rebalance)
         return Claim.UNCERTAIN
 

@@ -47,14 +47,23 @@ from streams.records import (
 class Worker:
     """One `switchboard worker` process with its output in a file.
 
-    Its AI stage is off unless asked for: most pipeline tests answer requests themselves.
+    Its AI stage is off unless asked for: most pipeline tests answer requests themselves. So is
+    its platform sender: pipeline tests read platform.outbound (``Collector``), and their
+    channels are connected to no platform.
     """
 
     def __init__(
-        self, log_dir: Path, name: str, *, ai: bool = False, env: dict[str, str] | None = None
+        self,
+        log_dir: Path,
+        name: str,
+        *,
+        ai: bool = False,
+        sender: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log = log_dir / f"{name}.log"
         self.ai = ai
+        self.sender = sender
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -70,6 +79,7 @@ class Worker:
                     **os.environ,
                     "PYTHONUNBUFFERED": "1",
                     "SWITCHBOARD_AI_AGENT_ENABLED": "true" if self.ai else "false",
+                    "SWITCHBOARD_PLATFORM_SENDER_ENABLED": "true" if self.sender else "false",
                     **self.env,
                 },
             )

@@ -60,8 +60,9 @@ def worker(
         "SWITCHBOARD_TELEGRAM_CHAT_RATE_PER_S": "100",
         "SWITCHBOARD_CHANNEL_ALLOW_NETWORKS": "127.0.0.0/8",
     }
-    with running(Worker(tmp_path_factory.mktemp("sender"), "sender-worker", env=env)) as w:
-        yield w
+    logs = tmp_path_factory.mktemp("sender")
+    with running(Worker(logs, "sender-worker", sender=True, env=env)) as started:
+        yield started
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ async def test_one_claimant_of_many_wins_and_a_sent_piece_stays_sent(redis: Redi
     assert claims.count(Claim.MINE) == 1
     assert set(claims) == {Claim.MINE, Claim.BUSY}
     winner = f"w{claims.index(Claim.MINE)}"
+    assert await ledger.peek(piece, winner) is Claim.MINE
+    assert await ledger.peek(piece, "w_other") is Claim.BUSY
+    assert await ledger.peek(_piece(), winner) is None
     assert await ledger.claim(piece, winner) is Claim.MINE  # its own retry
     await ledger.sent(piece)
     assert {await ledger.claim(piece, owner) for owner in ("w0", "w19", winner)} == {Claim.SENT}
@@ -39,9 +42,16 @@ async def test_the_claim_of_a_stopped_worker_is_uncertain_until_redriven(redis: 
     assert await ledger.claim(piece, "next") is Claim.UNCERTAIN
     await ledger.uncertain(piece)
     assert await ledger.claim(piece, "later") is Claim.UNCERTAIN
+    for n in range(10):  # takers are live senders, as a claimer's liveness decides
+        await ledger.heartbeat(f"taker{n}")
+    takers = await asyncio.gather(
+        *(ledger.claim(piece, f"taker{n}", take_uncertain=True) for n in range(10))
+    )
+    assert takers.count(Claim.MINE) == 1  # one of the takers, however many ask at once
+    await ledger.uncertain(piece)
     await ledger.heartbeat("operator")
-    assert await ledger.claim(piece, "operator", redriven=True) is Claim.MINE
-    assert await ledger.claim(piece, "other", redriven=True) is Claim.BUSY
+    assert await ledger.claim(piece, "operator", take_uncertain=True) is Claim.MINE
+    assert await ledger.claim(piece, "other", take_uncertain=True) is Claim.BUSY
     assert 0 < await redis.ttl(ledger_key(piece)) <= 7 * 24 * 3600
 
 
