@@ -25,7 +25,14 @@ from web.errors import error_response
 from web.health import Dependency
 from web.keys import CHANNEL_REGISTRY, MONGO, PRODUCER, REDIS, SETTINGS, WEBHOOK_INGRESS
 from web.service import service_app
-from web.webhook_ingress import Deliveries, Outcome, PlatformCalls, WebhookIngress, read_body
+from web.webhook_ingress import (
+    Deliveries,
+    Outcome,
+    PlatformCalls,
+    RecentChannels,
+    WebhookIngress,
+    read_body,
+)
 
 DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS, Dependency.KAFKA)
 #: When a platform should try a delivery again that another request is taking right now.
@@ -71,7 +78,7 @@ async def _ingress_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHANNEL_REGISTRY] = registry
     redis = app[REDIS]
     ingress = WebhookIngress(
-        channels=ChannelStore(database(app[MONGO], settings)),
+        channels=RecentChannels(ChannelStore(database(app[MONGO], settings))),
         registry=registry,
         box=SecretBox(settings.encryption_key.get_secret_value()),
         producer=app[PRODUCER],

@@ -42,6 +42,7 @@ from web.webhook_ingress import (
     Deliveries,
     Outcome,
     PlatformCalls,
+    RecentChannels,
     WebhookIngress,
     WebhookNotFound,
     delivery_key,
@@ -344,3 +345,34 @@ async def test_a_larger_body_is_refused_with_or_without_its_length(
     assert response.request_info.headers.get("Transfer-Encoding") == "chunked"
     assert response.status == 413
     assert _too_large(await response.json())
+
+
+class _CountingStore:
+    """Channel documents by id, counting the reads that reach it."""
+
+    def __init__(self, documents: dict[str, Document]) -> None:
+        self.documents = documents
+        self.reads = 0
+
+    async def by_id(self, channel_id: str) -> Document | None:
+        self.reads += 1
+        return self.documents.get(channel_id)
+
+
+async def test_recent_channels_are_read_again_after_their_ttl_and_misses_are_not_kept() -> None:
+    now = [0.0]
+    store = _CountingStore({"ch_a": {"_id": "ch_a"}, "ch_b": {"_id": "ch_b"}})
+    recent = RecentChannels(cast(ChannelStore, store), ttl_s=2.0, size=1, clock=lambda: now[0])
+    assert await recent.by_id("ch_a") == {"_id": "ch_a"}
+    assert await recent.by_id("ch_a") == {"_id": "ch_a"}
+    assert store.reads == 1
+    now[0] = 2.5  # past the TTL: a disconnect or a new secret is seen
+    store.documents["ch_a"] = {"_id": "ch_a", "status": "disconnected"}
+    assert await recent.by_id("ch_a") == {"_id": "ch_a", "status": "disconnected"}
+    assert store.reads == 2
+    for _ in range(3):  # made-up ids reach the store every time and are never kept
+        assert await recent.by_id("ch_unknown") is None
+    assert store.reads == 5
+    await recent.by_id("ch_b")  # the cache holds one: ch_a goes
+    await recent.by_id("ch_a")
+    assert store.reads == 7
