@@ -14,21 +14,25 @@ with the other. Every change invalidates the pipeline's cached view of the chann
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 from redis.asyncio import Redis
 
 from core import ids
 from core.cached.channel_directory import ChannelDirectory
-from core.channels import api, standard_webhooks, telegram
-from core.channels.base import ChannelAdapter, ConnectedAccount, CredentialsRefused, SendFailed
-from core.channels.registry import UnknownChannelType, channel_registry
+from core.channels.base import (
+    ChannelAdapter,
+    ConnectedAccount,
+    Credentials,
+    CredentialsRefused,
+    SendFailed,
+)
+from core.channels.registry import CREDENTIALS, UnknownChannelType, channel_registry
 from core.clients.database import Document, database
 from core.errors import Conflict, DependencyUnavailable, SwitchboardError, ValidationFailed
 from core.security.secrets import SecretBox
@@ -48,7 +52,7 @@ from web.health import Dependency
 from web.keys import CHANNEL_REGISTRY, MONGO, REDIS, SETTINGS
 from web.openapi import Operation
 from web.service import request_db, secret_box, service_app
-from web.validation import StrictBody, parse_body, parse_query
+from web.validation import StrictBody, field_errors, parse_body, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,6 @@ DEPENDENCIES = (Dependency.MONGODB, Dependency.REDIS)
 LOCK_TTL_S = 120
 
 Id = Field(min_length=1, max_length=100)
-Url = Field(min_length=1, max_length=2_000)
 
 
 class PlatformRefused(ValidationFailed):
@@ -67,45 +70,17 @@ class PlatformRefused(ValidationFailed):
     code = "platform_refused"
 
 
-class TelegramCredentials(StrictBody):
-    bot_token: str = Field(min_length=1, max_length=200)
+class ChannelConnect(StrictBody):
+    """A channel to connect: ``credentials`` are the type's (``core.channels.registry``)."""
 
-
-class ApiCredentials(StrictBody):
-    #: Where every bot and operator message is POSTed, signed; checked by the egress guard.
-    url: str = Url
-
-
-class TelegramConnect(StrictBody):
-    type: Literal["telegram"]
+    type: str = Field(min_length=1, max_length=40)
     application_id: str = Id
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    credentials: TelegramCredentials
+    credentials: dict[str, Any]
 
 
-class ApiConnect(StrictBody):
-    type: Literal["api"]
-    application_id: str = Id
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    credentials: ApiCredentials
-
-
-Connecting = Annotated[TelegramConnect | ApiConnect, Field(discriminator="type")]
-
-
-class ChannelConnect(RootModel[Connecting]):
-    """A channel to connect, its credentials by type."""
-
-
-class ApiRotation(StrictBody):
-    """A new signing secret, and a new URL if one is sent."""
-
-    url: str | None = Field(default=None, min_length=1, max_length=2_000)
-
-
-class CredentialsRotation(RootModel[TelegramCredentials | ApiRotation]):
-    """New credentials: a Telegram channel's are ``TelegramCredentials``, an API channel's
-    ``ApiRotation``."""
+class CredentialsRotation(RootModel[dict[str, Any]]):
+    """New credentials, the fields the channel's type takes on connect."""
 
 
 class ChannelQuery(BaseModel):
@@ -143,17 +118,20 @@ async def _invalidate(request: web.Request, channel_id: str) -> None:
     await ChannelDirectory(request_db(request), request.app[REDIS]).invalidate(channel_id)
 
 
-def _telegram_bot_id(token: str) -> str:
-    """The bot a token names, known before any call: BotFather's tokens are
-    ``<bot id>:<secret>``. So a token of another bot never reaches setWebhook, which would
-    take that bot's webhook away from wherever it points."""
-    if not telegram.TOKEN.fullmatch(token):
-        raise CredentialsRefused("bot_token is not a Telegram bot token (digits:secret)")
-    return token.partition(":")[0]
+def _webhook_url(settings: Settings, adapter: ChannelAdapter, channel_id: str) -> str:
+    """Where the platform calls in, for a type it calls (empty for one it does not)."""
+    if not adapter.inbound_webhook:
+        return ""
+    return f"{settings.public_base_url}/webhooks/{adapter.type}/{channel_id}"
 
 
-def _telegram_webhook_url(settings: Settings, channel_id: str) -> str:
-    return f"{settings.public_base_url}/webhooks/{telegram.TYPE}/{channel_id}"
+def _credentials(adapter: ChannelAdapter, given: Mapping[str, Any], where: str) -> Credentials:
+    """``given`` read as the type's credentials, or refused (422) field by field."""
+    try:
+        return adapter.credentials_model.model_validate(given)
+    except ValidationError as error:
+        details = [{**d, "field": f"{where}{d['field']}"} for d in field_errors(error)]
+        raise ValidationFailed("the credentials do not fit", details=details) from error
 
 
 @asynccontextmanager
@@ -196,13 +174,14 @@ async def _refuse_duplicate(
 
 def _new_channel(
     caller: Principal,
-    body: TelegramConnect | ApiConnect,
+    body: ChannelConnect,
     channel_id: str,
     connected: ConnectedAccount,
+    credentials: Credentials,
     box: SecretBox,
     *,
     secret: str,
-    webhook_url: str | None,
+    webhook_url: str,
 ) -> Document:
     return {
         "_id": channel_id,
@@ -213,51 +192,51 @@ def _new_channel(
         "name": body.name or connected.name,
         "platform_id": connected.platform_id,
         "config": dict(connected.config),
-        "webhook_url": webhook_url,
-        "credentials": seal_credentials(box, body.credentials.model_dump()),
+        "webhook_url": webhook_url or None,
+        "credentials": seal_credentials(box, credentials.model_dump()),
         "webhook_secret": box.seal(secret),
         "disconnected_at": None,
     }
 
 
-async def _connect_telegram(
-    request: web.Request, caller: Principal, body: TelegramConnect
-) -> Document:
-    bot_id = _telegram_bot_id(body.credentials.bot_token)
-    store = _store(request)
-    async with _exclusive(request.app[REDIS], body.type, bot_id):
-        await _refuse_duplicate(store, caller.workspace_id, body.type, bot_id)
-        channel_id = ids.new_id("ch")
-        webhook_url = _telegram_webhook_url(request.app[SETTINGS], channel_id)
-        secret = secrets.token_urlsafe(32)
-        connected = await _platform_connect(
-            _adapter(request, body.type), body.credentials.model_dump(), webhook_url, secret
-        )
-        if connected.platform_id != bot_id:
-            await _refuse_duplicate(store, caller.workspace_id, body.type, connected.platform_id)
-        document = _new_channel(
-            caller, body, channel_id, connected, secret_box(request),
-            secret=secret, webhook_url=webhook_url,
-        )  # fmt: skip
-        return await store.save(document)
-
-
-async def _connect_api(
-    request: web.Request, caller: Principal, body: ApiConnect
+async def _connect(
+    request: web.Request,
+    caller: Principal,
+    body: ChannelConnect,
+    adapter: ChannelAdapter,
+    credentials: Credentials,
 ) -> tuple[Document, str]:
-    """The application's API channel (its id is the application's) and its signing secret."""
+    """The channel, set up with the platform and stored, and its new webhook secret.
+
+    A type with one channel per application takes the application's id; another gets a new
+    id, and is refused when its platform account (known from the credentials where it can be,
+    else from the platform's answer) is connected already in the workspace.
+    """
     store = _store(request)
-    async with _exclusive(request.app[REDIS], body.type, body.application_id):
-        existing = await store.by_id(body.application_id)
-        if existing is not None and existing.get("status") == ACTIVE:
-            raise Conflict("the application's API channel is connected: rotate or disconnect it")
-        secret = standard_webhooks.new_secret()
-        connected = await _platform_connect(
-            _adapter(request, body.type), body.credentials.model_dump(), "", secret
-        )
+    given = credentials.model_dump()
+    account = adapter.account_id(given)
+    subject = body.application_id if adapter.one_per_application else account
+    async with _exclusive(request.app[REDIS], adapter.type, subject or ids.new_id("any")):
+        if adapter.one_per_application:
+            existing = await store.by_id(body.application_id)
+            if existing is not None and existing.get("status") == ACTIVE:
+                raise Conflict(
+                    f"the application's {adapter.type} channel is connected: rotate or "
+                    "disconnect it"
+                )
+            channel_id = body.application_id
+        else:
+            if account:
+                await _refuse_duplicate(store, caller.workspace_id, adapter.type, account)
+            channel_id = ids.new_id("ch")
+        webhook_url = _webhook_url(request.app[SETTINGS], adapter, channel_id)
+        secret = adapter.new_secret()
+        connected = await _platform_connect(adapter, given, webhook_url, secret)
+        if connected.platform_id and connected.platform_id != account:
+            await _refuse_duplicate(store, caller.workspace_id, adapter.type, connected.platform_id)
         document = _new_channel(
-            caller, body, body.application_id, connected, secret_box(request),
-            secret=secret, webhook_url=None,
+            caller, body, channel_id, connected, credentials, secret_box(request),
+            secret=secret, webhook_url=webhook_url,
         )  # fmt: skip
         return await store.save(document), secret
 
@@ -265,17 +244,27 @@ async def _connect_api(
 async def connect_channel(request: web.Request) -> web.Response:
     caller = await principal(request)
     caller.require_configurer()
-    body = (await parse_body(request, ChannelConnect)).root
+    body = await parse_body(request, ChannelConnect)
+    adapter = _adapter_for_body(request, body.type)
+    credentials = _credentials(adapter, body.credentials, "credentials.")
     await ApplicationStore(request_db(request)).get(caller.workspace_id, body.application_id)
-    shown: Document = {}
-    if isinstance(body, TelegramConnect):
-        created = await _connect_telegram(request, caller, body)
-    else:
-        created, shown["signing_secret"] = await _connect_api(request, caller, body)
+    created, secret = await _connect(request, caller, body, adapter, credentials)
     await _invalidate(request, created["_id"])
     log.info("%s channel %s connected", created["type"], created["_id"])
-    # The only time an API channel's signing secret is shown: only its sealed form is kept.
+    # The only time a secret the tenant keeps is shown: only its sealed form is stored.
+    shown = {"signing_secret": secret} if adapter.secret_shown else {}
     return web.json_response({**_view(created), **shown}, status=201)
+
+
+def _adapter_for_body(request: web.Request, channel_type: str) -> ChannelAdapter:
+    try:
+        return _adapter(request, channel_type)
+    except UnknownChannelType:
+        known = ", ".join(sorted(CREDENTIALS))
+        raise ValidationFailed(
+            f"there is no {channel_type!r} channel type",
+            details=[{"field": "type", "message": f"one of {known}"}],
+        ) from None
 
 
 async def list_channels(request: web.Request) -> web.Response:
@@ -298,54 +287,32 @@ async def channel_status(request: web.Request) -> web.Response:
     return web.json_response(await ChannelStatus(request.app[REDIS]).read(channel["_id"]))
 
 
-async def _rotate_telegram(
-    request: web.Request, channel: Document, body: TelegramCredentials
-) -> Document:
-    """The channel's fields after connecting it again with the new token and a new secret."""
-    if _telegram_bot_id(body.bot_token) != channel.get("platform_id"):
+async def _rotated(
+    request: web.Request, channel: Document, adapter: ChannelAdapter, credentials: Credentials
+) -> tuple[Document, str]:
+    """The channel's fields after setting it up again with ``credentials`` and a new secret,
+    and that secret. The credentials must name the channel's own platform account."""
+    given = credentials.model_dump()
+    stored = str(channel.get("platform_id") or "")
+    account = adapter.account_id(given)
+    if account and account != stored:
         raise CredentialsRefused(
-            "the token is another bot's: a channel keeps its bot (connect that bot as a new one)"
+            "the credentials are another account's: a channel keeps its account (connect the "
+            "other one as a new channel)"
         )
     box = secret_box(request)
-    secret = secrets.token_urlsafe(32)
-    webhook_url = _telegram_webhook_url(request.app[SETTINGS], channel["_id"])
-    connected = await _platform_connect(
-        _adapter(request, channel["type"]), body.model_dump(), webhook_url, secret
-    )
-    if connected.platform_id != channel.get("platform_id"):
-        raise CredentialsRefused("the token is another bot's (getMe described another bot)")
-    return {
-        "credentials": seal_credentials(box, body.model_dump()),
+    secret = adapter.new_secret()
+    webhook_url = _webhook_url(request.app[SETTINGS], adapter, channel["_id"])
+    connected = await _platform_connect(adapter, given, webhook_url, secret)
+    if connected.platform_id != stored:
+        raise CredentialsRefused("the credentials are another account's (as the platform says)")
+    fields = {
+        "credentials": seal_credentials(box, given),
         "webhook_secret": box.seal(secret),
         "config": dict(connected.config),
-        "webhook_url": webhook_url,
+        "webhook_url": webhook_url or None,
     }
-
-
-async def _rotate_api(
-    request: web.Request, channel: Document, body: ApiRotation
-) -> tuple[Document, str]:
-    """The channel's fields with a new signing secret (and URL, checked), and that secret."""
-    box = secret_box(request)
-    secret = standard_webhooks.new_secret()
-    fields: Document = {"webhook_secret": box.seal(secret)}
-    if body.url is not None:
-        credentials = {"url": body.url}
-        adapter = _adapter(request, channel["type"])
-        connected = await _platform_connect(adapter, credentials, "", secret)
-        fields["credentials"] = seal_credentials(box, credentials)
-        fields["config"] = dict(connected.config)
     return fields, secret
-
-
-def _rotation(channel_type: str) -> type[TelegramCredentials] | type[ApiRotation]:
-    """The body a rotation of ``channel_type`` is read with (``CredentialsRotation`` documents
-    them); a type without one reads as a missing channel."""
-    if channel_type == telegram.TYPE:
-        return TelegramCredentials
-    if channel_type == api.TYPE:
-        return ApiRotation
-    raise UnknownChannelType(f"there is no {channel_type!r} channel type")
 
 
 async def rotate_credentials(request: web.Request) -> web.Response:
@@ -354,19 +321,18 @@ async def rotate_credentials(request: web.Request) -> web.Response:
     caller.require_configurer()
     store = _store(request)
     channel = await store.get(caller.workspace_id, request.match_info["id"])
-    body = await parse_body(request, _rotation(channel["type"]))
-    shown: Document = {}
+    adapter = _adapter(request, channel["type"])
+    body = await parse_body(request, CredentialsRotation)
+    credentials = _credentials(adapter, body.root, "")
     async with _exclusive(request.app[REDIS], channel["type"], _subject(channel)):
         channel = await store.get(caller.workspace_id, channel["_id"])
         if channel.get("status") != ACTIVE:
             raise Conflict("the channel is disconnected: connect it again as a new channel")
-        if isinstance(body, TelegramCredentials):
-            fields = await _rotate_telegram(request, channel, body)
-        else:
-            fields, shown["signing_secret"] = await _rotate_api(request, channel, body)
+        fields, secret = await _rotated(request, channel, adapter, credentials)
         updated = await store.update(caller.workspace_id, channel["_id"], fields)
     await _invalidate(request, updated["_id"])
     log.info("%s channel %s: credentials rotated", updated["type"], updated["_id"])
+    shown = {"signing_secret": secret} if adapter.secret_shown else {}
     return web.json_response({**_view(updated), **shown})
 
 
@@ -427,21 +393,31 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     await registry.close()
 
 
+def _credential_fields() -> str:
+    """Each type's credentials, as the adapters declare them."""
+    return "; ".join(
+        f"`{kind}`: `{{{', '.join(model.model_fields)}}}`"
+        for kind, model in sorted(CREDENTIALS.items())
+    )
+
+
 CONNECT = (
-    "Owners and admins. The credentials are checked with the platform before anything is "
-    "saved: a Telegram bot token with getMe, then the bot's webhook is pointed at "
-    "`webhook_url` with a new secret (a bot connected elsewhere stops getting updates there). "
-    "Refused credentials answer 422, an unreachable platform 503, a bot already connected in "
-    "the workspace 409. An API channel's `credentials.url` receives every bot and operator "
-    "message, signed the Standard Webhooks way: the answer's `signing_secret` is shown this "
-    "once. An application has one API channel, whose id is the application's."
+    "Owners and admins. `credentials` by type: " + _credential_fields() + ". They are checked "
+    "with the platform before anything is saved: a Telegram bot token with getMe, then the "
+    "bot's webhook is pointed at `webhook_url` with a new secret (a bot connected elsewhere "
+    "stops getting updates there). Refused credentials answer 422, an unreachable platform "
+    "503, a bot already connected in the workspace 409. An API channel's `credentials.url` "
+    "receives every bot and operator message, signed the Standard Webhooks way: the answer's "
+    "`signing_secret` is shown this once. An application has one API channel, whose id is the "
+    "application's."
 )
 
 ROTATE = (
-    "A Telegram channel takes `{bot_token}`, a new token of the same bot (another bot's: 422); "
-    "its webhook is set again with a new secret. An API channel takes `{url?}`: a new signing "
-    "secret, shown once as `signing_secret` (the old one stops signing at once), and a new "
-    "URL if one is sent. A disconnected channel answers 409."
+    "The body is the channel's credentials, as on connect. A Telegram channel takes a new token "
+    "of the same bot (another bot's: 422), and its webhook is set again with a new secret. An "
+    "API channel takes its URL (the same, or a new one, checked again) and gets a new signing "
+    "secret, shown once as `signing_secret`: every send from then on is signed with it, "
+    "retries included. A disconnected channel answers 409."
 )
 
 DISCONNECT = (

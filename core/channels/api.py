@@ -16,11 +16,15 @@ import json
 import time
 from collections.abc import Mapping
 
+from pydantic import Field
+
 from core.channels import standard_webhooks
 from core.channels.base import (
     BeforeSend,
     ChannelAccount,
     ConnectedAccount,
+    Credentials,
+    CredentialsModel,
     CredentialsRefused,
     OutboundText,
     ParsedWebhook,
@@ -35,8 +39,17 @@ from core.security.egress import EgressClient, EgressRefused, check_destination
 TYPE = "api"
 
 
+class ApiCredentials(Credentials):
+    #: Where every bot and operator message is POSTed, signed; checked by the egress guard.
+    url: str = Field(min_length=1, max_length=2_000)
+
+
 class ApiChannelAdapter:
     type = TYPE
+    credentials_model: CredentialsModel = ApiCredentials
+    inbound_webhook = False  # the tenant's server posts with an API key instead
+    one_per_application = True
+    secret_shown = True  # the signing secret, for the tenant's receiver to verify with
     #: Receivers take what the API took in: the conversations API's longest text.
     text_limit = 16_000
     rate_limits = RateLimits(per_chat_per_s=50.0, per_bot_per_s=200.0)
@@ -46,6 +59,12 @@ class ApiChannelAdapter:
 
     def __init__(self, egress: EgressClient) -> None:
         self._egress = egress
+
+    def new_secret(self) -> str:
+        return standard_webhooks.new_secret()
+
+    def account_id(self, credentials: Mapping[str, str]) -> str:
+        return ""  # one per application: the application is the account
 
     def verify(self, account: ChannelAccount, headers: Mapping[str, str], body: bytes) -> None:
         raise WebhookRefused(

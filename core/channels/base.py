@@ -15,7 +15,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict
+
 from core.errors import SwitchboardError
+
+
+class Credentials(BaseModel):
+    """What a tenant gives to connect a channel of one type (each adapter says which fields):
+    unknown fields are refused and nothing is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,7 @@ class RateLimits:
 
 
 BeforeSend = Callable[[], Awaitable[None]]
+CredentialsModel = type[Credentials]
 
 
 class ChannelAdapter(Protocol):
@@ -185,6 +195,25 @@ class ChannelAdapter(Protocol):
     #: Whether a failed send is parked on the sender's durable schedule (the receiver may be
     #: away for hours) rather than retried in its conversation's lane for a bounded while.
     durable_retries: bool
+    #: How a channel of this type is set up, for the bots service: what a tenant gives, ...
+    credentials_model: CredentialsModel
+    #: ... whether the platform calls ``/webhooks/{type}/{channel id}`` (and so is given it),
+    inbound_webhook: bool
+    #: ... whether an application has at most one, whose id is the application's,
+    one_per_application: bool
+    #: ... and whether the webhook secret is the tenant's to keep (it signs what Switchboard
+    #: sends), shown once when it is made.
+    secret_shown: bool
+
+    def new_secret(self) -> str:
+        """A fresh webhook secret, in the form the platform takes."""
+        ...
+
+    def account_id(self, credentials: Mapping[str, str]) -> str:
+        """The platform account ``credentials`` name, known without calling the platform (a
+        Telegram token starts with its bot's id); empty when only ``connect`` can tell. Raise
+        ``CredentialsRefused`` for credentials that cannot be right."""
+        ...
 
     def verify(self, account: ChannelAccount, headers: Mapping[str, str], body: bytes) -> None:
         """Raise ``WebhookRefused`` unless the raw request is the platform's for ``account``."""

@@ -8,10 +8,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from core.channels import api, telegram
-from core.channels.base import ChannelAdapter, RateLimits
+from core.channels.base import ChannelAdapter, Credentials, RateLimits
 from core.errors import NotFound
 from core.security.egress import EgressClient, EgressPolicy
 from core.settings import Settings
+
+#: What a tenant gives to connect each type, for the API's description (``Credentials`` models).
+CREDENTIALS: Mapping[str, type[Credentials]] = {
+    adapter.type: adapter.credentials_model
+    for adapter in (telegram.TelegramAdapter, api.ApiChannelAdapter)
+}
 
 
 class UnknownChannelType(NotFound):

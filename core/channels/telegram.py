@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from pydantic import Field
 
 from core import json_depth
 from core.channels.base import (
@@ -25,6 +27,8 @@ from core.channels.base import (
     BeforeSend,
     ChannelAccount,
     ConnectedAccount,
+    Credentials,
+    CredentialsModel,
     CredentialsRefused,
     MalformedWebhook,
     NormalizedMessage,
@@ -49,8 +53,16 @@ GROUP_CHATS = ("group", "supergroup")
 TIMEOUT_S = 15.0
 
 
+class TelegramCredentials(Credentials):
+    bot_token: str = Field(min_length=1, max_length=200)  # from @BotFather
+
+
 class TelegramAdapter:
     type = TYPE
+    credentials_model: CredentialsModel = TelegramCredentials
+    inbound_webhook = True
+    one_per_application = False
+    secret_shown = False
     text_limit = 4096
     receiver_drops_repeats = False  # the Bot API takes no idempotency key
     durable_retries = False  # retried in the conversation's lane, a bounded number of times
@@ -68,6 +80,14 @@ class TelegramAdapter:
         self.rate_limits = rate_limits
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+
+    def new_secret(self) -> str:
+        return secrets.token_urlsafe(32)  # 43 of setWebhook's A-Z, a-z, 0-9, _ and -
+
+    def account_id(self, credentials: Mapping[str, str]) -> str:
+        """The bot's id, which BotFather's tokens start with (``<bot id>:<secret>``): a token of
+        another bot is refused before setWebhook would take that bot's webhook away."""
+        return _token(credentials).partition(":")[0]
 
     # --- inbound ---------------------------------------------------------------------------
 

@@ -477,7 +477,7 @@ async def test_an_api_channel_shows_its_signing_secret_once(
     assert again.status == 409
 
     url = f"{API}/{application_id}/credentials"
-    rotated = await (await client.post(url, json={}, headers=tenant.headers)).json()
+    rotated = await (await client.post(url, json={"url": RECEIVER}, headers=tenant.headers)).json()
     assert rotated["signing_secret"].startswith(SIGNING_PREFIX)
     assert rotated["signing_secret"] != secret
     moved_to = "http://127.0.0.1:9/other"
@@ -488,6 +488,10 @@ async def test_an_api_channel_shows_its_signing_secret_once(
     assert _box(settings).open(stored["webhook_secret"]) == moved["signing_secret"]
     refused = await client.post(url, json={"url": "ftp://127.0.0.1/x"}, headers=tenant.headers)
     assert refused.status == 422
+    for misshapen in ({}, {"url": RECEIVER, "colour": "red"}, {"bot_token": "1:x"}):
+        response = await client.post(url, json=misshapen, headers=tenant.headers)
+        assert response.status == 422, misshapen
+        assert (await response.json())["error"]["code"] == "validation_failed"
     assert await _stored(db, application_id) == stored
 
     assert (await client.delete(f"{API}/{application_id}", headers=tenant.headers)).status == 200
