@@ -18,8 +18,8 @@ ROUTES = {
     "/api/chatbots/some-bot": ("chatbots", 401),
     "/api/conversations/some-conversation": ("conversations", 401),
     "/api/files/presign": ("files", 404),  # no endpoints there yet
-    "/api/channels/some-channel": ("bots", 404),
-    "/webhooks/telegram/some-channel": ("integrations", 404),
+    "/api/channels/some-channel": ("bots", 401),
+    "/webhooks/telegram/some-channel": ("integrations", 405),  # platforms POST
     "/socket.io/": ("socket", 400),  # not an Engine.IO handshake
 }
 

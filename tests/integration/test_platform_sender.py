@@ -16,6 +16,7 @@ from core.channels import standard_webhooks
 from core.ids import new_id
 from core.settings import Settings
 from streams.contract import CONVERSATION_EVENTS, PLATFORM_OUTBOUND, dead_letter_of
+from streams.replay import redrive
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.integration.channel_harness import (
@@ -148,6 +149,14 @@ async def test_a_user_who_blocked_the_bot_is_dead_lettered_and_operators_are_tol
     ]
     assert "blocked by the user" in failed[0]["data"]["reason"]
     assert bot.texts(telegram, "5004") == []
+
+    # The user unblocks the bot; an operator re-drives the dead letters: it is sent, once.
+    telegram.unblock(bot.token, 5004)
+    redriven = await redrive(settings, dead_letter_of(PLATFORM_OUTBOUND))
+    assert blocked.message_id in {json.loads(letter.value)["message_id"] for letter in redriven}
+    await until(lambda: bot.texts(telegram, "5004"), 60, "the re-driven answer")
+    await asyncio.sleep(1)
+    assert bot.texts(telegram, "5004") == ["are you there?"]
 
 
 async def test_an_api_channel_receiver_that_was_down_gets_everything_once_in_order(
