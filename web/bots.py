@@ -319,10 +319,10 @@ async def rotate_credentials(request: web.Request) -> web.Response:
     """New credentials for a connected channel, checked with the platform before they are saved."""
     caller = await principal(request)
     caller.require_configurer()
+    body = await parse_body(request, CredentialsRotation)
     store = _store(request)
     channel = await store.get(caller.workspace_id, request.match_info["id"])
     adapter = _adapter(request, channel["type"])
-    body = await parse_body(request, CredentialsRotation)
     credentials = _credentials(adapter, body.root, "")
     async with _exclusive(request.app[REDIS], channel["type"], _subject(channel)):
         channel = await store.get(caller.workspace_id, channel["_id"])

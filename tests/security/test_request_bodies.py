@@ -27,6 +27,7 @@ SERVICE_OF = {
     "/api/apps": "applications",
     "/api/chatbots": "chatbots",
     "/api/conversations": "conversations",
+    "/api/channels": "bots",
 }
 ORIGINS = ("direct", "gateway")
 
