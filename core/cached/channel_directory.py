@@ -21,8 +21,9 @@ from core.clients.database import Document
 from core.errors import NotFound, ValidationFailed
 from streams.contract import API_CHANNEL, SANDBOX_CHANNEL, WEB_CHANNEL
 
-#: Channels without a document, whose channel id is their application's id (the widget's, and
-#: the server-to-server conversations the applications service starts with an API key).
+#: Channels whose channel id is their application's id, taken in without a channel document: the
+#: widget's, and the API channel's (a tenant's server posts with an API key; the document an API
+#: channel may have only says where its outgoing webhooks go, for the platform sender).
 APPLICATION_CHANNELS = (WEB_CHANNEL, API_CHANNEL)
 #: What is read from a channel's document and cached; nothing else (above all no credentials).
 CACHED_FIELDS = ("_id", "workspace_id", "application_id", "type", "status")
@@ -89,9 +90,9 @@ class ChannelDirectory:
         """The channel ``record`` came in on, once it is known to be the record's own and connected.
 
         Raises ``UnknownChannel`` or ``ChannelDisconnected``. The widget, the API and the sandbox
-        have no channel documents: the widget's and the API's channel is their application, and
-        sandbox records are replays (``switchboard replay refeed``) of messages that were checked
-        when they arrived.
+        take messages without a channel document: the widget's and the API's channel is their
+        application, and sandbox records are replays (``switchboard replay refeed``) of messages
+        that were checked when they arrived.
         """
         if record.channel in APPLICATION_CHANNELS:
             if record.channel_id != record.application_id:
