@@ -8,7 +8,7 @@ from agents.message_process import plan_inbound
 from core import ids
 from core.channels.base import NormalizedMessage
 from streams.inbound import Origin, inbound_record
-from streams.records import AgentRequest, ConversationEvent
+from streams.records import ConversationEvent
 
 ORIGIN = Origin("w1", "a1", "telegram", "ch_1")
 
@@ -34,7 +34,6 @@ def test_an_edit_is_an_event_about_the_message_it_changes_and_asks_the_bot_nothi
     assert effects.conversation is None
     [send] = effects.sends
     assert isinstance(send.record, ConversationEvent)
-    assert not isinstance(send.record, AgentRequest)
     event = send.record
     assert event.type == "message.edited"
     assert event.data == {
