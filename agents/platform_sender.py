@@ -34,7 +34,7 @@ from core.channels.base import ChannelAccount, OutboundText, split_text
 from core.clients.database import database
 from core.errors import SwitchboardError, ValidationFailed
 from core.stores.channel_status import ChannelStatus
-from core.stores.channel_store import ACTIVE, ChannelStore, account_of
+from core.stores.channel_store import ACTIVE, ChannelStore, RecentChannels, account_of
 from core.stores.parked_sends import ParkedSends
 from core.stores.send_ledger import SendLedger
 from streams.app import app
@@ -66,6 +66,7 @@ class PlatformSender:
         self.pieces = PieceSender(SendLedger(redis), self.status)
         self.parked = ParkedSends(redis)
         self.channels = ChannelStore(database(self.deps.mongo, self.deps.settings))
+        self.recent_channels = RecentChannels(self.channels)
 
     async def handle(self, event: Any) -> None:
         """One record from the topic, start to end: nothing escapes (``agents.runtime.keyed``)."""
@@ -86,10 +87,10 @@ class PlatformSender:
     async def send(self, record: PlatformSend, *, redriven: bool = False) -> None:
         """Every piece of ``record``'s text, in order; each is sent once whatever repeats."""
 
-        async def reload() -> ChannelAccount | None:
-            return await with_retries(lambda: self._account(record), f"{STAGE}: channel")
+        async def reload() -> ChannelAccount | None:  # after a failure: as stored now
+            return await with_retries(lambda: self._account(record, fresh=True), f"{STAGE}")
 
-        account = await reload()
+        account = await with_retries(lambda: self._account(record), f"{STAGE}: channel")
         if account is None:
             return  # an API conversation whose application has no webhook: stored, not sent
         adapter = self.deps.channel_adapters.adapter(account.type)
@@ -175,8 +176,9 @@ class PlatformSender:
             await self.parked.retry_at(record.conversation_id, due_at, attempts)
         log.info("%s: %s parked (attempt %d)", STAGE, record.message_id, attempts)
 
-    async def _account(self, record: PlatformSend) -> ChannelAccount | None:
-        document = await self.channels.by_id(record.channel_id)
+    async def _account(self, record: PlatformSend, *, fresh: bool = False) -> ChannelAccount | None:
+        reader = self.channels if fresh else self.recent_channels
+        document = await reader.by_id(record.channel_id)
         if record.channel == API_CHANNEL and (document is None or document["status"] != ACTIVE):
             return None
         if (

@@ -20,7 +20,7 @@ from core.errors import DependencyUnavailable
 from core.security.secrets import SecretBox
 from core.settings import Settings
 from core.stores.channel_status import ChannelStatus
-from core.stores.channel_store import ChannelStore
+from core.stores.channel_store import ChannelStore, RecentChannels
 from web.errors import error_response
 from web.health import Dependency
 from web.keys import CHANNEL_REGISTRY, MONGO, PRODUCER, REDIS, SETTINGS, WEBHOOK_INGRESS
@@ -29,7 +29,6 @@ from web.webhook_ingress import (
     Deliveries,
     Outcome,
     PlatformCalls,
-    RecentChannels,
     WebhookIngress,
     read_body,
 )

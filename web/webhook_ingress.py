@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,7 +36,7 @@ from core.clients.producer import LazyProducer
 from core.errors import NotFound, SwitchboardError
 from core.security.secrets import SecretBox, SecretUnreadable
 from core.stores.channel_status import ChannelStatus
-from core.stores.channel_store import ACTIVE, ChannelStore, account_of
+from core.stores.channel_store import ACTIVE, ChannelStore, RecentChannels, account_of
 from streams.contract import MESSAGES_INBOUND
 from streams.inbound import Origin, inbound_record
 from streams.records import encode
@@ -51,11 +49,6 @@ MAX_CHANNEL_ID = 100
 #: producer's ack timeout, short enough that a claim left by a dead process soon frees the
 #: platform's next retry.
 CLAIM_TTL_S = 60
-#: How long a channel's document is reused without reading it again, and how many are kept:
-#: a burst of updates for one bot reads MongoDB once. A change (a disconnect, a new secret) is
-#: seen within this; a disconnected channel's records meanwhile are refused by the pipeline.
-CHANNEL_CACHE_TTL_S = 2.0
-CHANNEL_CACHE_SIZE = 10_000
 #: How long app cleanup waits for after-ack calls before cancelling them.
 CALLS_GRACE_S = 5.0
 DONE = b"done"
@@ -174,40 +167,6 @@ async def _make_calls(
         else:
             continue
         log.warning("%s for channel %s failed: %s", call.method, account.channel_id, reason)
-
-
-class RecentChannels:
-    """Channel documents read in the last ``ttl_s``, by id (found ones only: an id that does not
-    exist is looked up each time, so made-up ids cannot fill the cache)."""
-
-    def __init__(
-        self,
-        store: ChannelStore,
-        *,
-        ttl_s: float = CHANNEL_CACHE_TTL_S,
-        size: int = CHANNEL_CACHE_SIZE,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._ttl_s = ttl_s
-        self._size = size
-        self._clock = clock
-        self._recent: OrderedDict[str, tuple[float, Document]] = OrderedDict()
-
-    async def by_id(self, channel_id: str) -> Document | None:
-        now = self._clock()
-        hit = self._recent.get(channel_id)
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
-        document = await self._store.by_id(channel_id)
-        if document is None:
-            self._recent.pop(channel_id, None)
-            return None
-        self._recent[channel_id] = (now, document)
-        self._recent.move_to_end(channel_id)
-        while len(self._recent) > self._size:
-            self._recent.popitem(last=False)
-        return document
 
 
 class WebhookIngress:

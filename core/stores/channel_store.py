@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,6 +28,12 @@ from core.errors import NotFound
 from core.security.secrets import SecretBox
 
 ACTIVE = "active"
+#: How long a channel's document is reused without reading it again, and how many are kept: a
+#: burst of one bot's updates or sends reads MongoDB once. A change (a disconnect, a new secret)
+#: is seen within this; the pipeline refuses a disconnected channel's records meanwhile, and the
+#: sender reads the channel afresh after any failed send.
+CHANNEL_CACHE_TTL_S = 2.0
+CHANNEL_CACHE_SIZE = 10_000
 DISCONNECTED = "disconnected"
 
 
@@ -93,3 +101,37 @@ class ChannelStore:
         changed = {**found, **fields, "updated_at": time.time()}
         await self._channels.replace_one({"_id": channel_id}, changed)
         return changed
+
+
+class RecentChannels:
+    """Channel documents read in the last ``ttl_s``, by id (found ones only: an id that does not
+    exist is looked up each time, so made-up ids cannot fill the cache)."""
+
+    def __init__(
+        self,
+        store: ChannelStore,
+        *,
+        ttl_s: float = CHANNEL_CACHE_TTL_S,
+        size: int = CHANNEL_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._size = size
+        self._clock = clock
+        self._recent: OrderedDict[str, tuple[float, Document]] = OrderedDict()
+
+    async def by_id(self, channel_id: str) -> Document | None:
+        now = self._clock()
+        hit = self._recent.get(channel_id)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        document = await self._store.by_id(channel_id)
+        if document is None:
+            self._recent.pop(channel_id, None)
+            return None
+        self._recent[channel_id] = (now, document)
+        self._recent.move_to_end(channel_id)
+        while len(self._recent) > self._size:
+            self._recent.popitem(last=False)
+        return document

@@ -34,7 +34,7 @@ from core.security.egress import EgressClient
 from core.security.secrets import SecretBox
 from core.settings import Settings
 from core.stores.channel_status import ChannelStatus
-from core.stores.channel_store import ChannelStore, seal_credentials
+from core.stores.channel_store import ChannelStore, RecentChannels, seal_credentials
 from streams.contract import MESSAGES_INBOUND
 from web.service import service_app
 from web.webhook_ingress import (
@@ -42,7 +42,6 @@ from web.webhook_ingress import (
     Deliveries,
     Outcome,
     PlatformCalls,
-    RecentChannels,
     WebhookIngress,
     WebhookNotFound,
     delivery_key,
