@@ -427,8 +427,9 @@ DISCONNECT = (
 )
 
 HEALTH = (
-    "Last webhook received, last send, last send error and last dropped delivery (epoch "
-    "seconds), and messages in and out today (UTC). The channel itself adds it as `health`."
+    "Last webhook received, last send, last send error, last dropped delivery and last refused "
+    "one with its reason (epoch seconds), and messages in and out today (UTC). The channel "
+    "itself adds it as `health`."
 )
 
 

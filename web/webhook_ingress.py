@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from core.channels.base import (
     ChannelAccount,
     ChannelAdapter,
+    MalformedWebhook,
     NormalizedMessage,
     PlatformCall,
     SendFailed,
@@ -197,14 +198,22 @@ class WebhookIngress:
         """Take one request's raw ``body``; raises what the platform is answered 4xx or 503."""
         adapter, document = await self._channel(channel_type, channel_id)
         account = self._account(document)
-        adapter.verify(account, headers, body)
+        try:
+            adapter.verify(account, headers, body)
+        except WebhookRefused as refused:
+            await self._note(self._status.webhook_refused(account.channel_id, refused.message))
+            raise
         state = str(document.get("status") or "not active")
         if state != ACTIVE:
             # Answered 200 all the same: the platform would retry anything else forever.
             reason = f"the channel is {state}"
             await self._note(self._status.webhook_dropped(account.channel_id, reason))
             return Outcome.DROPPED
-        parsed = adapter.parse(account, body)
+        try:
+            parsed = adapter.parse(account, body)
+        except MalformedWebhook as malformed:
+            await self._note(self._status.webhook_refused(account.channel_id, malformed.message))
+            raise
         await self._producer.ready()  # Kafka down: refused before anything is claimed
         claim = await self._deliveries.claim(account.channel_id, parsed.delivery_id)
         if isinstance(claim, Outcome):

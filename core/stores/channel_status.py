@@ -44,6 +44,15 @@ class ChannelStatus:
         }
         await self._record(channel_id, fields, INBOUND, 0)
 
+    async def webhook_refused(self, channel_id: str, reason: str) -> None:
+        """A delivery answered 4xx (a wrong secret, a body that is not the platform's): the
+        first thing to look at when a connected channel receives nothing."""
+        fields: dict[str, str | float] = {
+            "last_refused_at": time.time(),
+            "last_refused_reason": reason[:300],
+        }
+        await self._record(channel_id, fields, INBOUND, 0)
+
     async def sent(self, channel_id: str, messages: int = 1) -> None:
         await self._record(channel_id, {"last_send_at": time.time()}, OUTBOUND, messages)
 
@@ -70,6 +79,8 @@ class ChannelStatus:
             "last_error": fields.get("last_error"),
             "last_dropped_at": stamp("last_dropped_at"),
             "last_dropped_reason": fields.get("last_dropped_reason"),
+            "last_refused_at": stamp("last_refused_at"),
+            "last_refused_reason": fields.get("last_refused_reason"),
             "messages_in_today": int(inbound or 0),
             "messages_out_today": int(outbound or 0),
         }

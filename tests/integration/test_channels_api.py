@@ -41,7 +41,8 @@ VIEW_FIELDS = {
 }  # fmt: skip
 HEALTH_FIELDS = {
     "last_webhook_at", "last_send_at", "last_error_at", "last_error", "last_dropped_at",
-    "last_dropped_reason", "messages_in_today", "messages_out_today",
+    "last_dropped_reason", "last_refused_at", "last_refused_reason", "messages_in_today",
+    "messages_out_today",
 }  # fmt: skip
 
 

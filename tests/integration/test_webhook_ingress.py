@@ -422,7 +422,11 @@ async def test_a_request_without_the_channel_secret_is_refused_and_stores_nothin
 
     await _nothing_produced(ingress_settings, offsets, channel, USER_ID)
     assert await redis.exists(delivery_key(channel.id, str(update_id))) == 0
-    assert (await ChannelStatus(redis).read(channel.id))["last_webhook_at"] is None
+    status = await ChannelStatus(redis).read(channel.id)
+    assert status["last_webhook_at"] is None
+    # What an operator checks when a connected bot receives nothing: the refusal and why.
+    assert status["last_refused_reason"] == f"missing or wrong {SECRET_HEADER}"
+    assert status["last_refused_at"] is not None
 
 
 async def test_a_refusal_says_only_that(client: Client, channel: Channel) -> None:
@@ -444,7 +448,7 @@ async def test_a_refusal_says_only_that(client: Client, channel: Channel) -> Non
     ids=["truncated", "no-update-id", "not-an-object"],
 )
 async def test_a_malformed_body_is_a_400_and_produces_nothing(
-    client: Client, ingress_settings: Settings, channel: Channel, body: bytes
+    client: Client, ingress_settings: Settings, channel: Channel, redis: Redis, body: bytes
 ) -> None:
     offsets = await _offsets(ingress_settings)
 
@@ -453,6 +457,8 @@ async def test_a_malformed_body_is_a_400_and_produces_nothing(
     assert status == 400
     assert answer["error"]["code"] == "malformed_webhook"
     assert await _produced(ingress_settings, offsets, channel) == []
+    health = await ChannelStatus(redis).read(channel.id)
+    assert health["last_refused_reason"] == answer["error"]["message"]
 
 
 async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:

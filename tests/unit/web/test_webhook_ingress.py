@@ -83,6 +83,7 @@ class FakeStatus:
     def __init__(self, *, fail: bool = False) -> None:
         self.received: list[tuple[str, int]] = []
         self.dropped: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str]] = []
         self._fail = fail
 
     async def webhook_received(self, channel_id: str, messages: int) -> None:
@@ -92,6 +93,9 @@ class FakeStatus:
 
     async def webhook_dropped(self, channel_id: str, reason: str) -> None:
         self.dropped.append((channel_id, reason))
+
+    async def webhook_refused(self, channel_id: str, reason: str) -> None:
+        self.refused.append((channel_id, reason))
 
 
 class FakeProducer:
@@ -203,6 +207,12 @@ async def test_a_refused_request_is_neither_parsed_nor_claimed() -> None:
         await parts.take(b"{not json")
     assert parts.producer.sent == []
     assert parts.redis.values == {}
+    # Each refusal is in the channel's health, with its reason.
+    assert [reason.split(":")[0] for _, reason in parts.status.refused] == [
+        "missing or wrong X-Telegram-Bot-Api-Secret-Token",
+        "missing or wrong X-Telegram-Bot-Api-Secret-Token",
+        "the body is not JSON",
+    ]
 
 
 async def test_unknown_channels_types_and_ids_are_one_answer() -> None:
